@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerates the Rust types in src/generated/ from the upstream CRDs in crds/.
+# Needs kopium 0.24 (`cargo install kopium --version 0.24.1 --locked`).
+# The CRDs are copies of ../shared/crds (see crds/README.md for their sources).
+set -euo pipefail
+cd "$(dirname "$0")"
+generate() {
+  local crd=$1 version=$2 out=$3
+  kopium -f "crds/$crd" --api-version "$version" --no-condition \
+    --derive Default --derive PartialEq --smart-derive-elision > "src/generated/$out"
+}
+generate kubevirt.io_virtualmachines.yaml v1 virtualmachines.rs
+generate kubevirt.io_virtualmachineinstances.yaml v1 virtualmachineinstances.rs
+generate cdi.kubevirt.io_datavolumes.yaml v1beta1 datavolumes.rs
+generate k8s.cni.cncf.io_network-attachment-definitions.yaml v1 network_attachment_definitions.rs

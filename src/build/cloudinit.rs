@@ -1,0 +1,171 @@
+//! The cloud-init Secret: user data (users, SSH keys, sudo, passwords, merged
+//! with the user's own `#cloud-config`) and netplan v2 network data that
+//! configures each NIC, matched by MAC.
+//!
+//! In: a validated Wukong and the passwords the controller read from Secrets
+//! (user name -> value). Out: the Secret `<wukong>-cloudinit`, or none when the
+//! Wukong has no cloud-init and no address configuration.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use serde::Serialize;
+use serde_yaml::{Mapping, Value};
+
+use super::meta::object_meta;
+use super::naming::cloud_init_secret_name;
+use crate::api::{IpMode, NetworkType, User};
+use crate::validate::{ParsedNetwork, ValidWukong};
+
+/// Key of the user data in the Secret (read by KubeVirt's NoCloud source).
+pub const USER_DATA_KEY: &str = "userdata";
+/// Key of the network data in the Secret.
+pub const NETWORK_DATA_KEY: &str = "networkdata";
+/// The sudo rule for `sudo: true`.
+const SUDO_RULE: &str = "ALL=(ALL) NOPASSWD:ALL";
+
+/// Whether the Wukong needs a cloud-init Secret.
+pub fn needs_cloud_init(wukong: &ValidWukong) -> bool {
+    wukong.spec.cloud_init.is_some() || network_data(wukong).is_some()
+}
+
+/// The cloud-init Secret, when one is needed.
+pub fn secret(wukong: &ValidWukong, passwords: &BTreeMap<String, String>) -> Option<Secret> {
+    if !needs_cloud_init(wukong) {
+        return None;
+    }
+    let mut data = BTreeMap::from([(USER_DATA_KEY.to_string(), ByteString(user_data(wukong, passwords).into_bytes()))]);
+    if let Some(network) = network_data(wukong) {
+        data.insert(NETWORK_DATA_KEY.to_string(), ByteString(network.into_bytes()));
+    }
+    Some(Secret {
+        metadata: object_meta(wukong, cloud_init_secret_name(&wukong.name)),
+        data: Some(data),
+        type_: Some("Opaque".to_string()),
+        ..Secret::default()
+    })
+}
+
+/// The user data: the user's `#cloud-config` with the declared users appended
+/// to its `users`, or the user's own non-cloud-config data as is.
+pub fn user_data(wukong: &ValidWukong, passwords: &BTreeMap<String, String>) -> String {
+    let cloud_init = wukong.spec.cloud_init.clone().unwrap_or_default();
+    let mut document = Mapping::new();
+    if let Some(own) = &cloud_init.user_data {
+        if !own.starts_with("#cloud-config") {
+            return own.clone();
+        }
+        // Validation has parsed this document already; a failure here means it is empty.
+        if let Ok(Value::Mapping(mapping)) = serde_yaml::from_str::<Value>(own) {
+            document = mapping;
+        }
+    }
+    if !cloud_init.users.is_empty() {
+        let mut users = match document.remove("users") {
+            Some(Value::Sequence(existing)) => existing,
+            _ => Vec::new(),
+        };
+        users.extend(cloud_init.users.iter().map(|user| user_entry(user, passwords.get(&user.name))));
+        document.insert(Value::from("users"), Value::Sequence(users));
+    }
+    if document.is_empty() {
+        return "#cloud-config\n".to_string();
+    }
+    let body = serde_yaml::to_string(&document).unwrap_or_default();
+    format!("#cloud-config\n{body}")
+}
+
+fn user_entry(user: &User, password: Option<&String>) -> Value {
+    let mut entry = Mapping::new();
+    entry.insert("name".into(), user.name.clone().into());
+    entry.insert("shell".into(), "/bin/bash".into());
+    if !user.ssh_authorized_keys.is_empty() {
+        let keys = user.ssh_authorized_keys.iter().cloned().map(Value::from).collect();
+        entry.insert("ssh_authorized_keys".into(), Value::Sequence(keys));
+    }
+    if user.sudo == Some(true) {
+        entry.insert("sudo".into(), SUDO_RULE.into());
+    }
+    match password {
+        Some(hash) if hash.starts_with('$') => {
+            entry.insert("lock_passwd".into(), false.into());
+            entry.insert("passwd".into(), hash.clone().into());
+        }
+        Some(plain) => {
+            entry.insert("lock_passwd".into(), false.into());
+            entry.insert("plain_text_passwd".into(), plain.clone().into());
+        }
+        None => {
+            entry.insert("lock_passwd".into(), true.into());
+        }
+    }
+    Value::Mapping(entry)
+}
+
+/// Netplan v2 network configuration.
+#[derive(Serialize)]
+struct NetworkConfig {
+    version: u8,
+    ethernets: BTreeMap<String, Ethernet>,
+}
+
+/// One NIC, matched by MAC.
+#[derive(Serialize)]
+struct Ethernet {
+    #[serde(rename = "match")]
+    matching: MacMatch,
+    dhcp4: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    routes: Vec<Route>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nameservers: Option<Nameservers>,
+}
+
+#[derive(Serialize)]
+struct MacMatch {
+    macaddress: String,
+}
+
+#[derive(Serialize)]
+struct Route {
+    to: &'static str,
+    via: String,
+}
+
+#[derive(Serialize)]
+struct Nameservers {
+    addresses: Vec<String>,
+}
+
+/// The network data, when any network has an `ipConfig`: every such NIC, plus
+/// the pod network (always DHCP), keyed by network name and matched by MAC.
+pub fn network_data(wukong: &ValidWukong) -> Option<String> {
+    if wukong.networks.iter().all(|parsed| parsed.network.ip_config.is_none()) {
+        return None;
+    }
+    let ethernets = wukong
+        .networks
+        .iter()
+        .filter(|parsed| parsed.network.ip_config.is_some() || parsed.network.network_type == NetworkType::Pod)
+        .map(|parsed| (parsed.network.name.clone(), ethernet(parsed)))
+        .collect();
+    serde_yaml::to_string(&NetworkConfig { version: 2, ethernets }).ok()
+}
+
+fn ethernet(parsed: &ParsedNetwork) -> Ethernet {
+    let mode = parsed.network.ip_config.as_ref().map_or(IpMode::Dhcp, |config| config.mode);
+    let address = parsed.address.as_ref().filter(|_| mode == IpMode::Static);
+    Ethernet {
+        matching: MacMatch { macaddress: parsed.mac.clone() },
+        dhcp4: mode == IpMode::Dhcp,
+        addresses: address.map(|address| vec![address.cidr.to_string()]).unwrap_or_default(),
+        routes: address
+            .and_then(|address| address.gateway)
+            .map(|gateway| vec![Route { to: "default", via: gateway.to_string() }])
+            .unwrap_or_default(),
+        nameservers: (!parsed.dns.is_empty()).then(|| Nameservers { addresses: parsed.dns.iter().map(ToString::to_string).collect() }),
+    }
+}

@@ -1,0 +1,220 @@
+//! The KubeVirt VirtualMachine `<wukong>-vm`.
+//!
+//! In: a validated Wukong. Out: the VirtualMachine with its run strategy, CPU
+//! and memory, one disk and volume per Wukong disk, one interface and network
+//! per Wukong network (stable MACs), the cloud-init NoCloud volume referencing
+//! the Secret, scheduling (node selector, tolerations, anti-affinity on a group
+//! label the template carries) and the Multus networks annotation.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+use wukong_models::virtualmachine::*;
+
+use super::cloudinit::needs_cloud_init;
+use super::meta::{labels, object_meta};
+use super::naming::{CLOUD_INIT_DISK, cloud_init_secret_name, vm_name};
+use super::network::{NETWORKS_ANNOTATION, attachment_name, networks_annotation};
+use super::storage::{DiskSource, disk_source};
+use crate::api::{AntiAffinityMode, DiskBus, HighAvailability, NetworkType};
+use crate::validate::{ParsedNetwork, ValidWukong};
+
+/// Label on the VM template naming its anti-affinity group.
+pub const HA_GROUP_LABEL: &str = "vm.novasphere.dev/ha-group";
+/// Topology key of the anti-affinity when none is given.
+pub const DEFAULT_TOPOLOGY_KEY: &str = "kubernetes.io/hostname";
+
+/// The VirtualMachine.
+pub fn virtual_machine(wukong: &ValidWukong) -> VirtualMachine {
+    let mut metadata = object_meta(wukong, vm_name(&wukong.name));
+    if let Some(annotation) = networks_annotation(wukong) {
+        metadata.annotations = Some(BTreeMap::from([(NETWORKS_ANNOTATION.to_string(), annotation)]));
+    }
+    let (disks, volumes) = disks_and_volumes(wukong);
+    let (interfaces, networks) = interfaces_and_networks(wukong);
+    let high_availability = wukong.spec.high_availability.clone().unwrap_or_default();
+    let mut template_labels = labels(wukong);
+    if let Some(anti_affinity) = &high_availability.anti_affinity {
+        template_labels.insert(HA_GROUP_LABEL.to_string(), anti_affinity.group.clone());
+    }
+    let template_metadata = BTreeMap::from([("labels".to_string(), serde_json::to_value(template_labels).unwrap_or(Value::Null))]);
+    VirtualMachine {
+        metadata,
+        spec: VirtualMachineSpec {
+            run_strategy: Some(wukong.run_strategy.as_str().to_string()),
+            template: VirtualMachineTemplate {
+                metadata: Some(template_metadata),
+                spec: Some(VirtualMachineTemplateSpec {
+                    domain: VirtualMachineTemplateSpecDomain {
+                        cpu: Some(VirtualMachineTemplateSpecDomainCpu { cores: Some(wukong.spec.cpu as i32), ..Default::default() }),
+                        memory: Some(VirtualMachineTemplateSpecDomainMemory {
+                            guest: Some(IntOrString::String(wukong.spec.memory.clone())),
+                            ..Default::default()
+                        }),
+                        devices: VirtualMachineTemplateSpecDomainDevices {
+                            disks: Some(disks),
+                            interfaces: Some(interfaces),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
+                    networks: Some(networks),
+                    volumes: Some(volumes),
+                    node_selector: (!high_availability.node_selector.is_empty()).then(|| high_availability.node_selector.clone()),
+                    tolerations: tolerations(&high_availability),
+                    affinity: affinity(&high_availability),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+fn disks_and_volumes(wukong: &ValidWukong) -> (Vec<VirtualMachineTemplateSpecDomainDevicesDisks>, Vec<VirtualMachineTemplateSpecVolumes>) {
+    let mut disks = Vec::new();
+    let mut volumes = Vec::new();
+    for disk in &wukong.spec.disks {
+        let source = disk_source(wukong, disk);
+        let read_only = matches!(source, DiskSource::Claim { read_only: true, .. });
+        disks.push(VirtualMachineTemplateSpecDomainDevicesDisks {
+            name: disk.name.clone(),
+            boot_order: (disk.boot == Some(true)).then_some(1),
+            disk: Some(VirtualMachineTemplateSpecDomainDevicesDisksDisk {
+                bus: Some(disk.bus.unwrap_or(DiskBus::Virtio).as_str().to_string()),
+                readonly: read_only.then_some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let mut volume = VirtualMachineTemplateSpecVolumes { name: disk.name.clone(), ..Default::default() };
+        match source {
+            DiskSource::DataVolume(name) => {
+                volume.data_volume = Some(VirtualMachineTemplateSpecVolumesDataVolume { name, ..Default::default() });
+            }
+            DiskSource::Claim { name, read_only, .. } => {
+                volume.persistent_volume_claim = Some(VirtualMachineTemplateSpecVolumesPersistentVolumeClaim {
+                    claim_name: name,
+                    read_only: read_only.then_some(true),
+                    ..Default::default()
+                });
+            }
+        }
+        volumes.push(volume);
+    }
+    if needs_cloud_init(wukong) {
+        disks.push(VirtualMachineTemplateSpecDomainDevicesDisks {
+            name: CLOUD_INIT_DISK.to_string(),
+            disk: Some(VirtualMachineTemplateSpecDomainDevicesDisksDisk { bus: Some(DiskBus::Virtio.as_str().to_string()), ..Default::default() }),
+            ..Default::default()
+        });
+        let secret = cloud_init_secret_name(&wukong.name);
+        volumes.push(VirtualMachineTemplateSpecVolumes {
+            name: CLOUD_INIT_DISK.to_string(),
+            cloud_init_no_cloud: Some(VirtualMachineTemplateSpecVolumesCloudInitNoCloud {
+                secret_ref: Some(VirtualMachineTemplateSpecVolumesCloudInitNoCloudSecretRef { name: Some(secret.clone()) }),
+                network_data_secret_ref: super::cloudinit::network_data(wukong)
+                    .map(|_| VirtualMachineTemplateSpecVolumesCloudInitNoCloudNetworkDataSecretRef { name: Some(secret) }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    (disks, volumes)
+}
+
+fn interfaces_and_networks(
+    wukong: &ValidWukong,
+) -> (Vec<VirtualMachineTemplateSpecDomainDevicesInterfaces>, Vec<VirtualMachineTemplateSpecNetworks>) {
+    wukong.networks.iter().map(|parsed| (interface(parsed), network(wukong, parsed))).unzip()
+}
+
+fn interface(parsed: &ParsedNetwork) -> VirtualMachineTemplateSpecDomainDevicesInterfaces {
+    let mut interface = VirtualMachineTemplateSpecDomainDevicesInterfaces {
+        name: parsed.network.name.clone(),
+        mac_address: Some(parsed.mac.clone()),
+        ..Default::default()
+    };
+    match parsed.network.network_type {
+        NetworkType::Pod => interface.masquerade = Some(VirtualMachineTemplateSpecDomainDevicesInterfacesMasquerade {}),
+        NetworkType::Sriov => interface.sriov = Some(VirtualMachineTemplateSpecDomainDevicesInterfacesSriov {}),
+        NetworkType::Bridge | NetworkType::Vlan => interface.bridge = Some(VirtualMachineTemplateSpecDomainDevicesInterfacesBridge {}),
+    }
+    interface
+}
+
+fn network(wukong: &ValidWukong, parsed: &ParsedNetwork) -> VirtualMachineTemplateSpecNetworks {
+    let mut network = VirtualMachineTemplateSpecNetworks { name: parsed.network.name.clone(), ..Default::default() };
+    if parsed.network.network_type == NetworkType::Pod {
+        network.pod = Some(VirtualMachineTemplateSpecNetworksPod::default());
+    } else {
+        let attachment = attachment_name(&wukong.name, &parsed.network);
+        network.multus = Some(VirtualMachineTemplateSpecNetworksMultus {
+            network_name: format!("{}/{attachment}", wukong.namespace),
+            ..Default::default()
+        });
+    }
+    network
+}
+
+fn tolerations(high_availability: &HighAvailability) -> Option<Vec<VirtualMachineTemplateSpecTolerations>> {
+    if high_availability.tolerations.is_empty() {
+        return None;
+    }
+    let to_string = |value: &dyn std::fmt::Debug| format!("{value:?}");
+    Some(
+        high_availability
+            .tolerations
+            .iter()
+            .map(|toleration| VirtualMachineTemplateSpecTolerations {
+                key: toleration.key.clone(),
+                operator: toleration.operator.as_ref().map(|operator| to_string(operator)),
+                value: toleration.value.clone(),
+                effect: toleration.effect.as_ref().map(|effect| to_string(effect)),
+                toleration_seconds: toleration.toleration_seconds,
+            })
+            .collect(),
+    )
+}
+
+fn affinity(high_availability: &HighAvailability) -> Option<VirtualMachineTemplateSpecAffinity> {
+    let anti_affinity = high_availability.anti_affinity.as_ref()?;
+    let topology_key = anti_affinity.topology_key.clone().unwrap_or_else(|| DEFAULT_TOPOLOGY_KEY.to_string());
+    let match_labels = Some(BTreeMap::from([(HA_GROUP_LABEL.to_string(), anti_affinity.group.clone())]));
+    let pod_anti_affinity = match anti_affinity.mode {
+        AntiAffinityMode::Required => VirtualMachineTemplateSpecAffinityPodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![
+                VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecution {
+                    label_selector: Some(VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector {
+                        match_labels,
+                        ..Default::default()
+                    }),
+                    topology_key,
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        },
+        AntiAffinityMode::Preferred => VirtualMachineTemplateSpecAffinityPodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecution {
+                    pod_affinity_term: VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTerm {
+                        label_selector: Some(
+                            VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector {
+                                match_labels,
+                                ..Default::default()
+                            },
+                        ),
+                        topology_key,
+                        ..Default::default()
+                    },
+                    weight: 100,
+                },
+            ]),
+            ..Default::default()
+        },
+    };
+    Some(VirtualMachineTemplateSpecAffinity { pod_anti_affinity: Some(pod_anti_affinity), ..Default::default() })
+}

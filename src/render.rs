@@ -1,0 +1,148 @@
+//! The offline renderer behind `wukong render` and `wukong validate`.
+//!
+//! In: YAML text holding one or more Wukong documents. Out: the parsed Wukongs,
+//! every problem with each (parse errors with their field path, then
+//! validation problems), and the children as deterministic multi-document YAML
+//! in apply order — exactly the objects the controller applies, without owner
+//! references (no UID is known offline).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{GROUP, Wukong};
+use crate::build::{Children, build};
+use crate::validate::{ValidWukong, validate};
+
+/// A problem with one input document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentError {
+    /// 1-based position of the document in the input.
+    pub document: usize,
+    /// `namespace/name` of the Wukong, when it could be read.
+    pub wukong: Option<String>,
+    /// What is wrong: one line per problem.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for DocumentError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let subject = match &self.wukong {
+            Some(name) => format!("document {} (Wukong {name})", self.document),
+            None => format!("document {}", self.document),
+        };
+        let lines: Vec<String> = self.problems.iter().map(|problem| format!("{subject}: {problem}")).collect();
+        write!(formatter, "{}", lines.join("\n"))
+    }
+}
+
+/// Reads every Wukong from YAML text. Empty documents are skipped; anything
+/// that is not a Wukong is an error. Input with no Wukong at all is an error.
+pub fn parse_documents(input: &str) -> Result<Vec<Wukong>, Vec<DocumentError>> {
+    let mut wukongs = Vec::new();
+    let mut errors = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
+        let number = index + 1;
+        let value = match serde_yaml::Value::deserialize(document) {
+            Ok(serde_yaml::Value::Null) => continue,
+            Ok(value) => value,
+            Err(error) => {
+                errors.push(DocumentError { document: number, wukong: None, problems: vec![format!("failed to parse YAML: {error}")] });
+                break;
+            }
+        };
+        match parse_wukong(value) {
+            Ok(wukong) => wukongs.push(wukong),
+            Err(problem) => errors.push(DocumentError { document: number, wukong: None, problems: vec![problem] }),
+        }
+    }
+    if wukongs.is_empty() && errors.is_empty() {
+        errors.push(DocumentError { document: 0, wukong: None, problems: vec!["the input holds no Wukong document".to_string()] });
+    }
+    if errors.is_empty() { Ok(wukongs) } else { Err(errors) }
+}
+
+fn parse_wukong(value: serde_yaml::Value) -> Result<Wukong, String> {
+    let serde_yaml::Value::Mapping(mapping) = &value else {
+        return Err("is not a YAML mapping (expected a Wukong object)".to_string());
+    };
+    let text = |key: &str| mapping.get(key).and_then(serde_yaml::Value::as_str).unwrap_or_default().to_string();
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    let expected = format!("{GROUP}/v1alpha1");
+    if kind != "Wukong" || api_version != expected {
+        return Err(format!("apiVersion \"{api_version}\", kind \"{kind}\" is not a Wukong (expected apiVersion \"{expected}\", kind \"Wukong\")"));
+    }
+    serde_path_to_error::deserialize::<_, Wukong>(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        if path == "." { message } else { format!("{path}: {message}") }
+    })
+}
+
+/// Validates a parsed Wukong, naming it in the error.
+pub fn check(document: usize, wukong: &Wukong) -> Result<ValidWukong, DocumentError> {
+    validate(wukong).map_err(|problems| DocumentError {
+        document,
+        wukong: Some(format!(
+            "{}/{}",
+            wukong.metadata.namespace.as_deref().unwrap_or(crate::validate::DEFAULT_NAMESPACE),
+            wukong.metadata.name.as_deref().unwrap_or_default()
+        )),
+        problems: problems.0.iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// Notes for the user about what offline rendering cannot know (passwords).
+pub fn offline_notes(wukong: &ValidWukong) -> Vec<String> {
+    let users = wukong.spec.cloud_init.iter().flat_map(|cloud_init| cloud_init.users.iter());
+    users
+        .enumerate()
+        .filter_map(|(index, user)| {
+            user.password_secret_ref.as_ref().map(|reference| {
+                format!(
+                    "Wukong {}/{}: spec.cloudInit.users[{index}].passwordSecretRef: the password is read from Secret \"{}\" key \"{}\" by the operator; the rendered cloud-init keeps the user's password locked",
+                    wukong.namespace, wukong.name, reference.name, reference.key
+                )
+            })
+        })
+        .collect()
+}
+
+/// Renders every Wukong of the input to multi-document YAML, or returns every problem.
+pub fn render(input: &str) -> Result<String, Vec<DocumentError>> {
+    let wukongs = parse_documents(input)?;
+    let mut errors = Vec::new();
+    let mut output = String::new();
+    for (index, wukong) in wukongs.iter().enumerate() {
+        match check(index + 1, wukong) {
+            Ok(valid) => output.push_str(&children_yaml(&build(&valid, &BTreeMap::new()))),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() { Ok(output) } else { Err(errors) }
+}
+
+/// The children as YAML documents in apply order, each starting with `---`.
+pub fn children_yaml(children: &Children) -> String {
+    let mut output = String::new();
+    let mut push = |object: &dyn ErasedSerialize| output.push_str(&format!("---\n{}", object.to_yaml()));
+    children.attachments.iter().for_each(|object| push(object));
+    children.cloud_init.iter().for_each(|object| push(object));
+    children.claims.iter().for_each(|object| push(object));
+    children.data_volumes.iter().for_each(|object| push(object));
+    push(&children.virtual_machine);
+    output
+}
+
+/// Serialises any child to YAML.
+trait ErasedSerialize {
+    fn to_yaml(&self) -> String;
+}
+
+impl<T: Serialize> ErasedSerialize for T {
+    fn to_yaml(&self) -> String {
+        // Serialising these typed objects (strings, numbers, maps with string keys) cannot fail.
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+}
