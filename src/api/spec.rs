@@ -26,6 +26,7 @@ use super::status::WukongStatus;
     category = "all",
     namespaced,
     status = "WukongStatus",
+    doc = "A whole KubeVirt virtual machine in one object: cores, memory, networks, disks, cloud-init and placement.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"CPU","type":"integer","jsonPath":".spec.cpu"}"#,
     printcolumn = r#"{"name":"Memory","type":"string","jsonPath":".spec.memory"}"#,
@@ -33,7 +34,7 @@ use super::status::WukongStatus;
     printcolumn = r#"{"name":"IP","type":"string","jsonPath":".status.ipAddress"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.disks) || self.disks.filter(d, has(d.boot) && d.boot).size() <= 1", "message": "at most one disk may be the boot disk"},
     {"rule": "!has(self.networks) || self.networks.filter(n, n.type == 'pod').size() <= 1", "message": "at most one network may be the pod network"}
@@ -79,7 +80,7 @@ pub struct WukongSpec {
     pub high_availability: Option<HighAvailability>,
 }
 
-/// A KubeVirt run strategy.
+// A KubeVirt run strategy.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RunStrategy {
     /// The VM always runs; it is restarted whenever it stops.
@@ -109,7 +110,7 @@ impl RunStrategy {
 
 /// When the VM starts.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartStrategy {
     /// true: start the VM as soon as it is created (run strategy Always);
     /// false: create it stopped (run strategy Halted).
@@ -118,7 +119,7 @@ pub struct StartStrategy {
 
 /// One network interface of the VM.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.type != 'vlan' || has(self.vlanId)", "message": "a vlan network needs vlanId"},
     {"rule": "self.type != 'pod' || (!has(self.bridge) && !has(self.vlanId) && !has(self.resourceName))", "message": "a pod network takes no bridge, vlanId or resourceName"},
@@ -167,7 +168,7 @@ pub struct Network {
     pub ip_config: Option<IpConfig>,
 }
 
-/// Kind of network.
+// Kind of network.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkType {
@@ -197,7 +198,7 @@ impl NetworkType {
 /// Guest address configuration of one interface, written into cloud-init
 /// network data (netplan v2, matched by MAC).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.mode != 'static' || has(self.address)", "message": "a static ipConfig needs address"},
     {"rule": "self.mode != 'dhcp' || (!has(self.address) && !has(self.gateway))", "message": "a dhcp ipConfig takes no address or gateway"}
@@ -223,7 +224,7 @@ pub struct IpConfig {
     pub dns: Vec<String>,
 }
 
-/// Address mode.
+// Address mode.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IpMode {
@@ -237,7 +238,7 @@ pub enum IpMode {
 /// One disk of the VM. Its source is exactly one of: `existingPVC`; `image` with
 /// `size` (imported by CDI into a new volume); `size` alone (a new blank volume).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.existingPVC) ? !has(self.image) && !has(self.size) && !has(self.storageClassName) : has(self.size)", "message": "a disk takes exactly one source: existingPVC, or size (with image to import it, without for a blank volume)"},
     {"rule": "!has(self.existingPVC) || !has(self.deletionPolicy) || self.deletionPolicy == 'Retain'", "message": "an existingPVC is never deleted; deletionPolicy Delete does not apply to it"}
@@ -296,7 +297,7 @@ pub struct Disk {
 
 /// A reference to a PersistentVolumeClaim that already exists.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExistingPvc {
     /// Name of the claim.
     #[schemars(length(min = 1, max = 253), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
@@ -316,7 +317,7 @@ pub struct ExistingPvc {
     pub read_only: Option<bool>,
 }
 
-/// Access mode of a new volume.
+// Access mode of a new volume.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum AccessMode {
     /// Mounted read-write by one node.
@@ -335,7 +336,7 @@ impl AccessMode {
     }
 }
 
-/// Volume mode of a new volume.
+// Volume mode of a new volume.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum VolumeMode {
     /// A filesystem holding the disk image.
@@ -354,7 +355,7 @@ impl VolumeMode {
     }
 }
 
-/// Disk bus.
+// Disk bus.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DiskBus {
@@ -377,7 +378,7 @@ impl DiskBus {
     }
 }
 
-/// What happens to an operator-created volume when it is no longer wanted.
+// What happens to an operator-created volume when it is no longer wanted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
     /// Delete the volume with its disk or Wukong.
@@ -388,7 +389,7 @@ pub enum DeletionPolicy {
 
 /// Cloud-init for the guest.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CloudInit {
     /// Users to create in the guest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -405,7 +406,7 @@ pub struct CloudInit {
 
 /// One guest user.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct User {
     /// Login name.
     #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z_][a-z0-9_-]*$"))]
@@ -429,7 +430,7 @@ pub struct User {
 
 /// A key of a Secret in the Wukong's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeyRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
@@ -441,7 +442,7 @@ pub struct SecretKeyRef {
 
 /// Placement and availability of the VM.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HighAvailability {
     /// Labels a node must carry to run the VM.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -464,7 +465,7 @@ pub struct HighAvailability {
 
 /// A toleration, as in a Pod.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value)", "message": "an Exists toleration takes no value"}
 ]))]
@@ -488,7 +489,7 @@ pub struct Toleration {
     pub toleration_seconds: Option<i64>,
 }
 
-/// Toleration operator.
+// Toleration operator.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum TolerationOperator {
     /// Key and value must match.
@@ -497,7 +498,17 @@ pub enum TolerationOperator {
     Exists,
 }
 
-/// Taint effect.
+impl TolerationOperator {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Equal => "Equal",
+            Self::Exists => "Exists",
+        }
+    }
+}
+
+// Taint effect.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum TaintEffect {
     /// Do not schedule onto the node.
@@ -508,9 +519,20 @@ pub enum TaintEffect {
     NoExecute,
 }
 
+impl TaintEffect {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSchedule => "NoSchedule",
+            Self::PreferNoSchedule => "PreferNoSchedule",
+            Self::NoExecute => "NoExecute",
+        }
+    }
+}
+
 /// Anti-affinity between VMs of one group.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AntiAffinity {
     /// Group name; VMs of the same group in the namespace are spread over nodes.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
@@ -524,7 +546,7 @@ pub struct AntiAffinity {
     pub topology_key: Option<String>,
 }
 
-/// Strength of the anti-affinity.
+// Strength of the anti-affinity.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AntiAffinityMode {
@@ -535,7 +557,7 @@ pub enum AntiAffinityMode {
     Preferred,
 }
 
-/// Restart behaviour of the VM.
+// Restart behaviour of the VM.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RestartPolicy {
     /// Always restart (run strategy Always).

@@ -47,7 +47,7 @@ pub struct WukongStatus {
     pub volumes: Vec<VolumeStatus>,
 }
 
-/// Summary phase.
+// Summary phase.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     /// The VirtualMachine does not exist yet.

@@ -163,16 +163,15 @@ fn tolerations(high_availability: &HighAvailability) -> Option<Vec<VirtualMachin
     if high_availability.tolerations.is_empty() {
         return None;
     }
-    let to_string = |value: &dyn std::fmt::Debug| format!("{value:?}");
     Some(
         high_availability
             .tolerations
             .iter()
             .map(|toleration| VirtualMachineTemplateSpecTolerations {
                 key: toleration.key.clone(),
-                operator: toleration.operator.as_ref().map(|operator| to_string(operator)),
+                operator: toleration.operator.map(|operator| operator.as_str().to_string()),
                 value: toleration.value.clone(),
-                effect: toleration.effect.as_ref().map(|effect| to_string(effect)),
+                effect: toleration.effect.map(|effect| effect.as_str().to_string()),
                 toleration_seconds: toleration.toleration_seconds,
             })
             .collect(),
