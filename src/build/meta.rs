@@ -53,3 +53,7 @@ pub fn object_meta(wukong: &ValidWukong, name: String) -> ObjectMeta {
         ..ObjectMeta::default()
     }
 }
+
+/// Annotation on operator-created volumes recording the disk's deletion policy
+/// when it is `Retain`, so a volume whose disk left the spec is still kept.
+pub const DELETION_POLICY_ANNOTATION: &str = "vm.novasphere.dev/deletion-policy";

@@ -14,9 +14,9 @@ use wukong_models::datavolume::{
     DataVolumeStorageResources,
 };
 
-use super::meta::object_meta;
+use super::meta::{DELETION_POLICY_ANNOTATION, object_meta};
 use super::naming::child_name;
-use crate::api::{AccessMode, Disk};
+use crate::api::{AccessMode, DeletionPolicy, Disk};
 use crate::validate::ValidWukong;
 
 /// Where a disk's data comes from, as the VirtualMachine mounts it.
@@ -81,7 +81,7 @@ fn data_volume(wukong: &ValidWukong, disk: &Disk) -> Option<DataVolume> {
         ..DataVolumeStorage::default()
     };
     Some(DataVolume {
-        metadata: object_meta(wukong, name),
+        metadata: volume_meta(wukong, disk, name),
         spec: DataVolumeSpec { source: Some(source), storage: Some(storage), ..DataVolumeSpec::default() },
         status: None,
     })
@@ -107,7 +107,7 @@ pub fn claims(wukong: &ValidWukong) -> Vec<PersistentVolumeClaim> {
         .iter()
         .filter(|disk| disk.existing_pvc.is_none() && disk.image.is_none())
         .map(|disk| PersistentVolumeClaim {
-            metadata: object_meta(wukong, volume_name(&wukong.name, disk)),
+            metadata: volume_meta(wukong, disk, volume_name(&wukong.name, disk)),
             spec: Some(PersistentVolumeClaimSpec {
                 access_modes: Some(vec![disk.access_mode.unwrap_or(AccessMode::ReadWriteOnce).as_str().to_string()]),
                 resources: disk.size.as_ref().map(|size| VolumeResourceRequirements {
@@ -121,4 +121,14 @@ pub fn claims(wukong: &ValidWukong) -> Vec<PersistentVolumeClaim> {
             status: None,
         })
         .collect()
+}
+
+/// Metadata of a volume: the child metadata plus the deletion-policy annotation
+/// on volumes the user asked to retain.
+fn volume_meta(wukong: &ValidWukong, disk: &Disk, name: String) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    let mut metadata = object_meta(wukong, name);
+    if disk.deletion_policy == Some(DeletionPolicy::Retain) {
+        metadata.annotations = Some(BTreeMap::from([(DELETION_POLICY_ANNOTATION.to_string(), "Retain".to_string())]));
+    }
+    metadata
 }

@@ -1,4 +1,44 @@
-//! The operator: watches Wukongs and converges their children.
+//! The operator behind `wukong run`: watches Wukongs in every namespace and
+//! converges their children.
+//!
+//! In: a client and [`RunOptions`]. Out: a running kube-runtime `Controller`
+//! whose reconcile is the thin driver in [`reconcile`], fed by one shared
+//! watch cache per kind (no list calls while reconciling).
+
+pub mod apply;
+pub mod cleanup;
+pub mod context;
+pub mod dereference;
+pub mod diff;
+pub mod ownership;
+pub mod reconcile;
+pub mod status;
+pub mod validate;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::{error, info, warn};
+use wukong_models::datavolume::DataVolume;
+use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
+use wukong_models::virtualmachine::VirtualMachine;
+use wukong_models::virtualmachineinstance::VirtualMachineInstance;
+
+use self::context::{Context, Stores, system_clock};
+use self::ownership::controller_uid;
+use crate::api::Wukong;
+use crate::build::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
 
 /// Options of `wukong run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -6,10 +46,209 @@ pub struct RunOptions {
     /// How many Wukongs are reconciled at the same time.
     #[arg(long, default_value_t = 16, env = "WUKONG_CONCURRENCY")]
     pub concurrency: u16,
+    /// Log format: `text` or `json`. The level comes from RUST_LOG (default info).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
-/// Runs the operator until it is stopped.
-pub fn main(_options: RunOptions) -> std::process::ExitCode {
-    eprintln!("error: the controller is not built yet");
-    std::process::ExitCode::FAILURE
+/// The API resource of the Wukong kind, for the dynamic API.
+pub fn wukong_resource() -> ApiResource {
+    ApiResource::erase::<Wukong>(&())
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C.
+pub fn main(options: RunOptions) -> ExitCode {
+    init_logging(&options.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            error!(%error, "failed to start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client = match Client::try_default().await {
+            Ok(client) => client,
+            Err(error) => {
+                error!(%error, "failed to build a Kubernetes client from KUBECONFIG, ~/.kube/config or the pod's service account");
+                return ExitCode::FAILURE;
+            }
+        };
+        run(client, options).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+    if let Err(error) = result {
+        eprintln!("failed to initialise logging: {error}");
+    }
+}
+
+/// A reflector over every object of a kind, as a stream of touched objects
+/// plus the reader of its cache.
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config.any_semantic())).default_backoff().touched_objects();
+    (reader, stream)
+}
+
+/// Runs the controller with `client` until a shutdown signal.
+pub async fn run(client: Client, options: RunOptions) {
+    let resource = wukong_resource();
+    let wukong_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let wukong_writer = reflector::store::Writer::new(resource.clone());
+    let wukong_reader = wukong_writer.as_reader();
+    let wukong_stream = reflector::reflector(wukong_writer, kube::runtime::watcher::watcher(wukong_api, watcher::Config::default().any_semantic()))
+        .default_backoff()
+        .touched_objects();
+
+    let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(Api::all(client.clone()), watcher::Config::default());
+    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default());
+    let (data_volumes, data_volume_stream) = reflect::<DataVolume>(Api::all(client.clone()), watcher::Config::default());
+    let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(Api::all(client.clone()), watcher::Config::default());
+    let (attachments, attachment_stream) = reflect::<NetworkAttachmentDefinition>(Api::all(client.clone()), watcher::Config::default());
+    let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
+    let (secrets, secret_stream) = reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed));
+    let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default());
+    tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
+
+    let stores = Stores {
+        wukongs: wukong_reader.clone(),
+        virtual_machines,
+        instances,
+        data_volumes: data_volumes.clone(),
+        claims,
+        attachments,
+        secrets,
+        storage_classes,
+    };
+    let reporter = Reporter { controller: MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
+    let context = Arc::new(Context {
+        client: client.clone(),
+        stores,
+        recorder: Recorder::new(client.clone(), reporter),
+        clock: system_clock(),
+        failures: Arc::default(),
+    });
+
+    let instance_resource = resource.clone();
+    let claim_mapper = claim_owners(wukong_reader.clone(), data_volumes, resource.clone());
+    info!(concurrency = options.concurrency, "starting the Wukong controller");
+    Controller::for_stream_with(wukong_stream, wukong_reader, resource)
+        .owns_stream_with(vm_stream, ())
+        .owns_stream_with(data_volume_stream, ())
+        .owns_stream_with(attachment_stream, ())
+        .owns_stream_with(secret_stream, ())
+        .watches_stream_with(instance_stream, move |instance: VirtualMachineInstance| instance_owner(&instance, &instance_resource), ())
+        .watches_stream_with(claim_stream, move |claim: PersistentVolumeClaim| claim_mapper(&claim), ())
+        .with_config(ControllerConfig::default().concurrency(options.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile_tracked, error_policy, context)
+        .for_each(|result| {
+            if let Err(error) = result {
+                warn!(%error, "reconcile failed");
+            }
+            futures::future::ready(())
+        })
+        .await;
+    info!("the Wukong controller stopped");
+}
+
+/// The Wukong a VMI belongs to: KubeVirt copies the VM template's labels,
+/// which carry the Wukong's name.
+fn instance_owner(instance: &VirtualMachineInstance, resource: &ApiResource) -> Option<ObjectRef<DynamicObject>> {
+    let labels = instance.metadata.labels.as_ref()?;
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGER) {
+        return None;
+    }
+    let name = labels.get(INSTANCE_LABEL)?;
+    Some(ObjectRef::new_with(name, resource.clone()).within(&instance.namespace()?))
+}
+
+/// Maps a claim to the Wukongs that care about it: its controller (a Wukong, or
+/// a DataVolume a Wukong controls) and every Wukong that references it as an
+/// existing claim.
+fn claim_owners(
+    wukongs: Store<DynamicObject>,
+    data_volumes: Store<DataVolume>,
+    resource: ApiResource,
+) -> impl Fn(&PersistentVolumeClaim) -> Vec<ObjectRef<DynamicObject>> + Send + Sync + 'static {
+    move |claim| {
+        let namespace = claim.namespace().unwrap_or_default();
+        let name = claim.name_any();
+        let mut owners = Vec::new();
+        if let Some(owner) = claim.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true)) {
+            let wukong_uid = match owner.kind.as_str() {
+                "Wukong" => Some(owner.uid.clone()),
+                "DataVolume" => ownership::cached(&data_volumes, &namespace, &owner.name)
+                    .and_then(|volume| controller_uid(volume.as_ref()).map(str::to_string)),
+                _ => None,
+            };
+            if let Some(uid) = wukong_uid {
+                owners.extend(
+                    wukongs
+                        .state_filter(|wukong| wukong.metadata.uid.as_deref() == Some(uid.as_str()))
+                        .iter()
+                        .map(|wukong| ObjectRef::from_obj_with(wukong.as_ref(), resource.clone())),
+                );
+            }
+        }
+        let referencing = wukongs.state_filter(|wukong| references_claim(wukong, &namespace, &name));
+        owners.extend(referencing.iter().map(|wukong| ObjectRef::from_obj_with(wukong.as_ref(), resource.clone())));
+        owners
+    }
+}
+
+/// Whether a raw Wukong references the claim `namespace/name` as an existing claim.
+fn references_claim(wukong: &DynamicObject, namespace: &str, name: &str) -> bool {
+    let own_namespace = wukong.metadata.namespace.as_deref().unwrap_or_default();
+    let disks = wukong.data.pointer("/spec/disks").and_then(serde_json::Value::as_array);
+    disks.into_iter().flatten().filter_map(|disk| disk.get("existingPVC")).any(|existing| {
+        let claim_namespace = existing.get("namespace").and_then(serde_json::Value::as_str).unwrap_or(own_namespace);
+        existing.get("name").and_then(serde_json::Value::as_str) == Some(name) && claim_namespace == namespace
+    })
+}
+
+/// Runs a reconcile once every cache has synced, and keeps the failure count
+/// that [`error_policy`] backs off with.
+async fn reconcile_tracked(object: Arc<DynamicObject>, context: Arc<Context>) -> Result<Action, reconcile::Error> {
+    context.stores.wait_until_ready().await;
+    let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+    let result = reconcile::reconcile(object, context.clone()).await;
+    if result.is_ok()
+        && let Ok(mut failures) = context.failures.lock()
+    {
+        failures.remove(&key);
+    }
+    result
+}
+
+/// Retries a failed reconcile with exponential backoff per Wukong: 1 s, 2 s,
+/// 4 s, ... up to 5 minutes.
+fn error_policy(object: Arc<DynamicObject>, error: &reconcile::Error, context: Arc<Context>) -> Action {
+    let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+    let attempts = match context.failures.lock() {
+        Ok(mut failures) => {
+            let count = failures.entry(key.clone()).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        }
+        Err(_) => 1,
+    };
+    let delay = backoff(attempts);
+    warn!(wukong = %key, %error, attempts, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The delay before retry number `attempts` (1-based).
+pub fn backoff(attempts: u32) -> Duration {
+    let seconds = 1u64.checked_shl(attempts.saturating_sub(1)).unwrap_or(u64::MAX).min(300);
+    Duration::from_secs(seconds)
 }

@@ -1,0 +1,204 @@
+//! Step 2 of a reconcile: decide whether the Wukong can be built.
+//!
+//! In: the parsed Wukong and the dereferenced facts. Out: the validated Wukong
+//! and the passwords for the builders, or why not: an invalid spec, or refusals
+//! that name the object at fault (a missing or unusable claim, a claim in use,
+//! an ungranted cross-namespace reference, a missing password Secret, a name
+//! taken by someone else, a disk that would shrink or change its image).
+//! Pure: no client, no clock.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
+use super::dereference::{CLONE_GRANT_ANNOTATION, Dereferenced, PasswordLookup};
+use crate::api::Wukong;
+use crate::build::storage::volume_name;
+use crate::validate::{Problem, Problems, ValidWukong, quantity, validate as validate_spec};
+
+/// A reason the cluster keeps the Wukong from being built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// CamelCase reason for the condition and Event.
+    pub reason: &'static str,
+    /// The field and what is wrong.
+    pub problem: Problem,
+}
+
+/// Errors of the validate step.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValidateError {
+    /// The spec itself is invalid.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(Problems),
+    /// The spec is valid but the cluster does not allow building it yet.
+    #[error("{}", describe(.0))]
+    Refused(Vec<Refusal>),
+}
+
+fn describe(refusals: &[Refusal]) -> String {
+    refusals.iter().map(|refusal| refusal.problem.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+impl ValidateError {
+    /// The condition reason: `InvalidSpec`, or the first refusal's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::Refused(refusals) => refusals.first().map_or("Refused", |refusal| refusal.reason),
+        }
+    }
+}
+
+/// What the builders need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validated {
+    /// The validated Wukong.
+    pub wukong: ValidWukong,
+    /// Passwords by user name.
+    pub passwords: BTreeMap<String, String>,
+}
+
+/// Validates the spec, then the facts it depends on.
+pub fn validate(wukong: &Wukong, dereferenced: &Dereferenced) -> Result<Validated, ValidateError> {
+    let valid = validate_spec(wukong).map_err(ValidateError::InvalidSpec)?;
+    let mut refusals = Vec::new();
+    check_claims(&valid, dereferenced, &mut refusals);
+    check_owned_volumes(&valid, dereferenced, &mut refusals);
+    for (kind, name) in &dereferenced.foreign {
+        refusals.push(refusal(
+            "NameConflict",
+            "metadata.name",
+            format!("{kind} \"{}/{name}\" already exists and is not managed by this Wukong; rename the Wukong or remove it", valid.namespace),
+        ));
+    }
+    let passwords = passwords(&valid, dereferenced, &mut refusals);
+    if !refusals.is_empty() {
+        return Err(ValidateError::Refused(refusals));
+    }
+    Ok(Validated { wukong: valid, passwords })
+}
+
+fn refusal(reason: &'static str, field: impl Into<String>, message: String) -> Refusal {
+    Refusal { reason, problem: Problem { field: field.into(), message } }
+}
+
+fn check_claims(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut Vec<Refusal>) {
+    for (index, reference) in &dereferenced.claims {
+        let field = format!("spec.disks[{index}].existingPVC");
+        let read_only = valid.spec.disks.get(*index).and_then(|disk| disk.existing_pvc.as_ref()).and_then(|existing| existing.read_only) == Some(true);
+        let shown = format!("\"{}/{}\"", reference.namespace, reference.name);
+        let Some(claim) = &reference.claim else {
+            refusals.push(refusal("ClaimNotFound", field, format!("PersistentVolumeClaim {shown} does not exist")));
+            continue;
+        };
+        let phase = claim.status.as_ref().and_then(|status| status.phase.clone()).unwrap_or_else(|| "Pending".to_string());
+        if phase != "Bound" {
+            refusals.push(refusal("ClaimNotBound", field.clone(), format!("PersistentVolumeClaim {shown} is {phase}, not Bound")));
+        }
+        let modes = access_modes(claim);
+        let usable = modes.iter().any(|mode| mode == "ReadWriteOnce" || mode == "ReadWriteMany" || mode == "ReadWriteOncePod")
+            || (read_only && modes.iter().any(|mode| mode == "ReadOnlyMany"));
+        if !usable {
+            refusals.push(refusal(
+                "ClaimAccessMode",
+                field.clone(),
+                format!("PersistentVolumeClaim {shown} has access modes [{}]; a VM needs ReadWriteOnce or ReadWriteMany", modes.join(", ")),
+            ));
+        }
+        if reference.namespace != valid.namespace && !is_granted(claim, &valid.namespace) {
+            refusals.push(refusal(
+                "CrossNamespaceNotGranted",
+                field.clone(),
+                format!(
+                    "PersistentVolumeClaim {shown} is in another namespace and does not grant namespace \"{}\" (annotation {CLONE_GRANT_ANNOTATION})",
+                    valid.namespace
+                ),
+            ));
+        }
+        if !read_only && !reference.read_write_users.is_empty() {
+            refusals.push(refusal(
+                "ClaimInUse",
+                field,
+                format!("PersistentVolumeClaim {shown} is used read-write by {}; attach it with readOnly: true", reference.read_write_users.join(", ")),
+            ));
+        }
+    }
+}
+
+fn access_modes(claim: &PersistentVolumeClaim) -> Vec<String> {
+    claim.spec.as_ref().and_then(|spec| spec.access_modes.clone()).unwrap_or_default()
+}
+
+/// Whether the claim's namespace granted clones into `namespace`.
+pub fn is_granted(claim: &PersistentVolumeClaim, namespace: &str) -> bool {
+    let grant = claim.metadata.annotations.as_ref().and_then(|annotations| annotations.get(CLONE_GRANT_ANNOTATION));
+    grant.is_some_and(|list| list.split(',').map(str::trim).any(|entry| entry == "*" || entry == namespace))
+}
+
+/// Volumes the operator made: no shrinking, no new image for an imported disk.
+fn check_owned_volumes(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut Vec<Refusal>) {
+    for (index, disk) in valid.spec.disks.iter().enumerate() {
+        if disk.existing_pvc.is_some() {
+            continue;
+        }
+        let name = volume_name(&valid.name, disk);
+        let claim = dereferenced.observed.claims.iter().find(|claim| claim.metadata.name.as_deref() == Some(name.as_str()));
+        if let (Some(claim), Some(wanted)) = (claim, valid.disk_sizes.get(index).copied().flatten()) {
+            let current = claim
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.resources.as_ref())
+                .and_then(|resources| resources.requests.as_ref())
+                .and_then(|requests| requests.get("storage"))
+                .map(|quantity| quantity.0.clone());
+            if let Some(current) = current
+                && quantity::parse(&current).is_ok_and(|bytes| wanted < bytes)
+            {
+                refusals.push(refusal(
+                    "DiskShrinkRefused",
+                    format!("spec.disks[{index}].size"),
+                    format!("\"{}\" is smaller than the volume's current \"{current}\"; volumes can grow but never shrink", disk.size.clone().unwrap_or_default()),
+                ));
+            }
+        }
+        let data_volume = dereferenced.observed.data_volumes.iter().find(|volume| volume.metadata.name.as_deref() == Some(name.as_str()));
+        if let (Some(data_volume), Some(image)) = (data_volume, &disk.image) {
+            let source = data_volume.spec.source.as_ref();
+            let imported = source
+                .and_then(|source| source.registry.as_ref().and_then(|registry| registry.url.clone()).or(source.http.as_ref().map(|http| http.url.clone())));
+            if let Some(imported) = imported
+                && &imported != image
+            {
+                refusals.push(refusal(
+                    "ImageChangeRefused",
+                    format!("spec.disks[{index}].image"),
+                    format!("the disk was imported from \"{imported}\"; it cannot be re-imported from \"{image}\" without losing its data (add a new disk instead)"),
+                ));
+            }
+        }
+    }
+}
+
+fn passwords(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut Vec<Refusal>) -> BTreeMap<String, String> {
+    let mut passwords = BTreeMap::new();
+    let users = valid.spec.cloud_init.as_ref().map(|cloud_init| cloud_init.users.as_slice()).unwrap_or_default();
+    for (index, user) in users.iter().enumerate() {
+        let Some(reference) = &user.password_secret_ref else { continue };
+        let field = format!("spec.cloudInit.users[{index}].passwordSecretRef");
+        match dereferenced.passwords.get(&index) {
+            Some(PasswordLookup::Found(value)) => {
+                passwords.insert(user.name.clone(), value.clone());
+            }
+            Some(PasswordLookup::KeyMissing) => refusals.push(refusal(
+                "SecretKeyNotFound",
+                field,
+                format!("Secret \"{}/{}\" has no key \"{}\"", valid.namespace, reference.name, reference.key),
+            )),
+            Some(PasswordLookup::SecretMissing) | None => {
+                refusals.push(refusal("SecretNotFound", field, format!("Secret \"{}/{}\" does not exist", valid.namespace, reference.name)))
+            }
+        }
+    }
+    passwords
+}
