@@ -1,0 +1,184 @@
+//! A controller harness over the in-memory API server.
+//!
+//! In: objects seeded into a [`FakeApi`]. Out: the real reconcile function run
+//! against it, with the controller's watch caches filled from the fake's state
+//! before every pass (as the reflectors would after their watch events).
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Resource;
+use kube::api::DynamicObject;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use wukong::controller::context::{Context, Stores};
+use wukong::controller::reconcile::{Error, reconcile};
+use wukong::controller::wukong_resource;
+use wukong_models::datavolume::DataVolume;
+use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
+use wukong_models::virtualmachine::VirtualMachine;
+use wukong_models::virtualmachineinstance::VirtualMachineInstance;
+
+use super::fake_api::{FakeApi, Request};
+
+/// The writers behind the controller's caches.
+struct Writers {
+    wukongs: Writer<DynamicObject>,
+    virtual_machines: Writer<VirtualMachine>,
+    instances: Writer<VirtualMachineInstance>,
+    data_volumes: Writer<DataVolume>,
+    claims: Writer<PersistentVolumeClaim>,
+    attachments: Writer<NetworkAttachmentDefinition>,
+    secrets: Writer<Secret>,
+    storage_classes: Writer<StorageClass>,
+}
+
+/// The fake cluster plus the controller's context.
+pub struct Harness {
+    /// The in-memory API server.
+    pub api: FakeApi,
+    /// The context reconcile runs with.
+    pub context: Arc<Context>,
+    writers: Mutex<Writers>,
+    clock: Arc<Mutex<String>>,
+}
+
+fn refill<K>(writer: &mut Writer<K>, objects: Vec<K>)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+}
+
+fn typed<K: DeserializeOwned>(api: &FakeApi, api_version: &str, plural: &str) -> Vec<K> {
+    api.list(api_version, plural).into_iter().filter_map(|object| serde_json::from_value(object).ok()).collect()
+}
+
+impl Harness {
+    /// A harness with an empty cluster; must be created inside a Tokio runtime.
+    pub fn new() -> Harness {
+        let api = FakeApi::new();
+        let client = api.client();
+        let wukong_writer = Writer::new(wukong_resource());
+        let (virtual_machines, vm_writer) = reflector::store();
+        let (instances, instance_writer) = reflector::store();
+        let (data_volumes, data_volume_writer) = reflector::store();
+        let (claims, claim_writer) = reflector::store();
+        let (attachments, attachment_writer) = reflector::store();
+        let (secrets, secret_writer) = reflector::store();
+        let (storage_classes, class_writer) = reflector::store();
+        let stores = Stores {
+            wukongs: wukong_writer.as_reader(),
+            virtual_machines,
+            instances,
+            data_volumes,
+            claims,
+            attachments,
+            secrets,
+            storage_classes,
+        };
+        let clock = Arc::new(Mutex::new("2026-11-22T10:00:00Z".to_string()));
+        let clock_reader = clock.clone();
+        let context = Arc::new(Context {
+            client: client.clone(),
+            stores,
+            recorder: Recorder::new(client, Reporter { controller: "wukong-operator".to_string(), instance: None }),
+            clock: Arc::new(move || clock_reader.lock().map(|time| time.clone()).unwrap_or_default()),
+            failures: Arc::default(),
+        });
+        let writers = Writers {
+            wukongs: wukong_writer,
+            virtual_machines: vm_writer,
+            instances: instance_writer,
+            data_volumes: data_volume_writer,
+            claims: claim_writer,
+            attachments: attachment_writer,
+            secrets: secret_writer,
+            storage_classes: class_writer,
+        };
+        let harness = Harness { api, context, writers: Mutex::new(writers), clock };
+        harness.sync();
+        harness
+    }
+
+    /// Sets the time the controller sees.
+    pub fn set_time(&self, time: &str) {
+        *self.clock.lock().expect("clock lock") = time.to_string();
+    }
+
+    /// Refills every cache from the fake's current state.
+    pub fn sync(&self) {
+        let api = &self.api;
+        let mut writers = self.writers.lock().expect("writers lock");
+        let wukongs: Vec<DynamicObject> = typed(api, "vm.novasphere.dev/v1alpha1", "wukongs");
+        refill(&mut writers.wukongs, wukongs);
+        refill(&mut writers.virtual_machines, typed(api, "kubevirt.io/v1", "virtualmachines"));
+        refill(&mut writers.instances, typed(api, "kubevirt.io/v1", "virtualmachineinstances"));
+        refill(&mut writers.data_volumes, typed(api, "cdi.kubevirt.io/v1beta1", "datavolumes"));
+        refill(&mut writers.claims, typed(api, "v1", "persistentvolumeclaims"));
+        refill(&mut writers.attachments, typed(api, "k8s.cni.cncf.io/v1", "network-attachment-definitions"));
+        refill(&mut writers.secrets, typed(api, "v1", "secrets"));
+        refill(&mut writers.storage_classes, typed(api, "storage.k8s.io/v1", "storageclasses"));
+    }
+
+    /// Seeds a Wukong from YAML.
+    pub fn create_wukong(&self, yaml: &str) {
+        let value: Value = serde_yaml::from_str(yaml).expect("wukong yaml");
+        self.api.insert(value);
+    }
+
+    /// Seeds any object from YAML.
+    pub fn create(&self, yaml: &str) {
+        let value: Value = serde_yaml::from_str(yaml).expect("object yaml");
+        self.api.insert(value);
+    }
+
+    /// The stored Wukong as JSON.
+    pub fn wukong(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.api.get("vm.novasphere.dev/v1alpha1", "wukongs", Some(namespace), name)
+    }
+
+    /// The stored Wukong's status.
+    pub fn status(&self, namespace: &str, name: &str) -> wukong::api::WukongStatus {
+        let object = self.wukong(namespace, name).expect("wukong exists");
+        serde_json::from_value(object.get("status").cloned().unwrap_or(Value::Null)).unwrap_or_default()
+    }
+
+    /// One reconcile pass of `namespace/name`, with the caches synced first.
+    pub async fn reconcile(&self, namespace: &str, name: &str) -> Result<Action, Error> {
+        self.sync();
+        let object = self.wukong(namespace, name).expect("wukong exists");
+        let object: DynamicObject = serde_json::from_value(object).expect("dynamic object");
+        reconcile(Arc::new(object), self.context.clone()).await
+    }
+
+    /// Write requests (create, patch, update, delete) seen since the last clear,
+    /// leaving out Events.
+    pub fn writes(&self) -> Vec<Request> {
+        self.api.requests().into_iter().filter(|request| request.verb != "get" && request.verb != "list" && !request.path.contains("/events")).collect()
+    }
+
+    /// Reconciles until a pass writes nothing (at most `limit` passes); returns the passes run.
+    pub async fn converge(&self, namespace: &str, name: &str, limit: usize) -> usize {
+        for pass in 1..=limit {
+            self.api.clear_requests();
+            let _ = self.reconcile(namespace, name).await;
+            if self.writes().is_empty() {
+                return pass;
+            }
+        }
+        panic!("no convergence after {limit} passes: last writes {:?}", self.writes().iter().map(|request| format!("{} {}", request.verb, request.path)).collect::<Vec<_>>());
+    }
+}
