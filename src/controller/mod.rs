@@ -11,6 +11,7 @@ pub mod context;
 pub mod dereference;
 pub mod diff;
 pub mod ownership;
+pub mod permissions;
 pub mod reconcile;
 pub mod status;
 pub mod validate;
