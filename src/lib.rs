@@ -10,3 +10,4 @@ pub mod validate;
 pub mod render;
 pub mod cli;
 pub mod controller;
+pub mod operate;

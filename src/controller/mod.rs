@@ -50,6 +50,15 @@ pub struct RunOptions {
     /// Log format: `text` or `json`. The level comes from RUST_LOG (default info).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Reconcile only while holding the leader Lease, so several replicas can run.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease; the pod's namespace (POD_NAMESPACE) by default.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_elect_namespace: String,
+    /// Address of the /healthz, /readyz and /metrics endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// The API resource of the Wukong kind, for the dynamic API.
@@ -68,15 +77,13 @@ pub fn main(options: RunOptions) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let client = match Client::try_default().await {
-            Ok(client) => client,
+        match crate::operate::operate(options).await {
+            Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                error!(%error, "failed to build a Kubernetes client from KUBECONFIG, ~/.kube/config or the pod's service account");
-                return ExitCode::FAILURE;
+                error!(%error, "the operator stopped");
+                ExitCode::FAILURE
             }
-        };
-        run(client, options).await;
-        ExitCode::SUCCESS
+        }
     })
 }
 
@@ -100,8 +107,18 @@ where
     (reader, stream)
 }
 
-/// Runs the controller with `client` until a shutdown signal.
+/// Runs the controller with `client` until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, options: RunOptions) {
+    let health = Arc::new(crate::operate::http::Health::new(crate::operate::metrics::Metrics::new().unwrap_or_else(|error| {
+        // Registering fresh metrics in a fresh registry cannot collide.
+        unreachable!("{error}")
+    })));
+    run_until(client, options, health, futures::future::pending()).await;
+}
+
+/// Runs the controller until a shutdown signal or until `stop` resolves,
+/// reporting readiness and metrics through `health`.
+pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::operate::http::Health>, stop: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let resource = wukong_resource();
     let wukong_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let wukong_writer = reflector::store::Writer::new(resource.clone());
@@ -139,6 +156,15 @@ pub async fn run(client: Client, options: RunOptions) {
         failures: Arc::default(),
     });
 
+    let _ = health.wukongs.set(wukong_reader.clone());
+    let ready_stores = context.stores.clone();
+    let ready_health = health.clone();
+    tokio::spawn(async move {
+        ready_stores.wait_until_ready().await;
+        ready_health.caches_ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        info!("watch caches synced");
+    });
+    let metrics = health.metrics.clone();
     let instance_resource = resource.clone();
     let claim_mapper = claim_owners(wukong_reader.clone(), data_volumes, resource.clone());
     info!(concurrency = options.concurrency, "starting the Wukong controller");
@@ -151,7 +177,20 @@ pub async fn run(client: Client, options: RunOptions) {
         .watches_stream_with(claim_stream, move |claim: PersistentVolumeClaim| claim_mapper(&claim), ())
         .with_config(ControllerConfig::default().concurrency(options.concurrency))
         .shutdown_on_signal()
-        .run(reconcile_tracked, error_policy, context)
+        .graceful_shutdown_on(stop)
+        .run(
+            move |object, context| {
+                let metrics = metrics.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let result = reconcile_tracked(object, context).await;
+                    metrics.reconciled(result.is_ok(), started.elapsed());
+                    result
+                }
+            },
+            error_policy,
+            context,
+        )
         .for_each(|result| {
             if let Err(error) = result {
                 warn!(%error, "reconcile failed");
