@@ -182,3 +182,69 @@ impl Harness {
         panic!("no convergence after {limit} passes: last writes {:?}", self.writes().iter().map(|request| format!("{} {}", request.verb, request.path)).collect::<Vec<_>>());
     }
 }
+
+/// Helpers for the scenario suites (`tests/controller_*.rs`).
+impl Harness {
+    /// One reconcile pass of the stored `namespace/name` with the caches left as
+    /// they are: the controller's watches have not caught up with its own writes
+    /// (as after a crash and restart racing the reflectors).
+    pub async fn reconcile_without_sync(&self, namespace: &str, name: &str) -> Result<Action, Error> {
+        let object = self.wukong(namespace, name).expect("wukong exists");
+        let object: DynamicObject = serde_json::from_value(object).expect("dynamic object");
+        reconcile(Arc::new(object), self.context.clone()).await
+    }
+
+    /// Edits a stored object in place (no request logged), giving it a new
+    /// resourceVersion: what another actor (a user, KubeVirt, CDI) did to it.
+    pub fn edit(&self, api_version: &str, plural: &str, namespace: Option<&str>, name: &str, edit: impl FnOnce(&mut Value)) {
+        let mut object = self.api.get(api_version, plural, namespace, name).unwrap_or_else(|| panic!("{plural} {name} exists"));
+        edit(&mut object);
+        object["metadata"]["resourceVersion"] = Value::Null;
+        self.api.insert(object);
+    }
+
+    /// Edits the stored Wukong's spec as a user would: the generation goes up.
+    pub fn edit_spec(&self, namespace: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+        self.edit("vm.novasphere.dev/v1alpha1", "wukongs", Some(namespace), name, |wukong| {
+            edit(&mut wukong["spec"]);
+            let generation = wukong["metadata"]["generation"].as_i64().unwrap_or(1);
+            wukong["metadata"]["generation"] = Value::from(generation + 1);
+        });
+    }
+
+    /// Deletes the Wukong through the API, as `kubectl delete` does.
+    pub async fn delete_wukong(&self, namespace: &str, name: &str) {
+        let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(self.api.client(), namespace, &wukong_resource());
+        api.delete(name, &kube::api::DeleteParams::default()).await.expect("delete the wukong");
+    }
+
+    /// One condition of the stored Wukong's status.
+    pub fn condition(&self, namespace: &str, name: &str, type_: &str) -> wukong::api::Condition {
+        let status = self.status(namespace, name);
+        status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == type_)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))
+    }
+
+    /// The writes since the last clear, as "verb path".
+    pub fn write_summary(&self) -> Vec<String> {
+        self.writes().iter().map(|request| format!("{} {}", request.verb, request.path)).collect()
+    }
+
+    /// The Events created or updated since the last clear, as their bodies.
+    pub fn events(&self) -> Vec<Value> {
+        let requests = self.api.requests().into_iter();
+        requests
+            .filter(|request| request.path.ends_with("/events") || request.path.contains("/events/"))
+            .filter_map(|request| request.body)
+            .collect()
+    }
+
+    /// The reasons of the Events created or updated since the last clear.
+    pub fn event_reasons(&self) -> Vec<String> {
+        self.events().iter().filter_map(|event| event["reason"].as_str().map(str::to_string)).collect()
+    }
+}
