@@ -5,6 +5,7 @@
 //! offline renderer ([`render`]) and the controller ([`controller`]).
 
 pub mod api;
+pub mod bench;
 pub mod build;
 pub mod validate;
 pub mod render;

@@ -1,0 +1,306 @@
+//! One benchmark run against a cluster.
+//!
+//! In: a client and [`BenchOptions`]. Out: the [`Report`]. Steps: start the
+//! operator (optional) and wait for its metrics; create a fresh namespace;
+//! create the Wukongs (all at once or at a rate); wait until each has a
+//! converged status (observedGeneration equals generation, the expected phase,
+//! Synced) and every child exists; count the operator's requests; watch a
+//! quiet period; delete everything and wait until nothing is left; optionally
+//! time a plain parallel client writing as many objects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use tokio::sync::Mutex;
+use wukong_models::datavolume::DataVolume;
+use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
+use wukong_models::virtualmachine::VirtualMachine;
+
+use super::BenchOptions;
+use super::report::{Latency, Report, percentile};
+use super::scrape::{Sample, ScrapeError, scrape};
+use super::shape::wukong;
+use crate::api::Wukong;
+use crate::build::meta::{MANAGED_BY_LABEL, MANAGER};
+use crate::controller::wukong_resource;
+
+/// Errors that stop a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An API call failed.
+    #[error("failed to {action}: {source}")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The operator's metrics could not be read.
+    #[error(transparent)]
+    Scrape(#[from] ScrapeError),
+    /// The operator command could not start.
+    #[error("failed to start the operator command \"{command}\": {source}")]
+    Operator {
+        /// The command.
+        command: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something did not happen in time.
+    #[error("failed to {0} within the timeout")]
+    Timeout(String),
+}
+
+fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchError {
+    let action = action.into();
+    move |source| BenchError::Api { action, source }
+}
+
+/// Runs the benchmark.
+pub async fn run(client: Client, options: &BenchOptions) -> Result<Report, BenchError> {
+    let mut operator = match &options.operator_cmd {
+        Some(command) => Some(
+            tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|source| BenchError::Operator { command: command.clone(), source })?,
+        ),
+        None => None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(options.timeout);
+    let before = loop {
+        match scrape(&options.operator_metrics).await {
+            Ok(sample) => break sample,
+            Err(error) if Instant::now() > deadline => return Err(error.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    let peak = Arc::new(AtomicU64::new(before.resident_bytes.unwrap_or(0.0) as u64));
+    let sampler = tokio::spawn(sample_memory(options.operator_metrics.clone(), peak.clone()));
+
+    let namespace = format!("wukong-bench-{}", chrono::Utc::now().timestamp());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let object = Namespace { metadata: ObjectMeta { name: Some(namespace.clone()), ..ObjectMeta::default() }, ..Namespace::default() };
+    namespaces.create(&PostParams::default(), &object).await.map_err(api_error(format!("create namespace \"{namespace}\"")))?;
+    let fake = options.fake_kubevirt.then(|| tokio::spawn(super::fake_kubevirt::run(client.clone(), namespace.clone())));
+
+    let result = measure(client.clone(), options, &namespace, &before, &peak).await;
+
+    if let Some(fake) = fake {
+        fake.abort();
+    }
+    sampler.abort();
+    let _ = namespaces.delete(&namespace, &DeleteParams::background()).await;
+    if let Some(operator) = operator.as_mut() {
+        let _ = operator.kill().await;
+    }
+    result
+}
+
+async fn measure(client: Client, options: &BenchOptions, namespace: &str, before: &Sample, peak: &AtomicU64) -> Result<Report, BenchError> {
+    let expected = if options.fake_kubevirt { "Running" } else { "Creating" };
+    let converged: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+    let watch = tokio::spawn(watch_convergence(client.clone(), namespace.to_string(), expected, converged.clone()));
+
+    let started = Instant::now();
+    let created = create_all(&client, options, namespace).await?;
+    let deadline = Instant::now() + Duration::from_secs(options.timeout);
+    while converged.lock().await.len() < created.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watch.abort();
+    let done = converged.lock().await.clone();
+    let latencies: Vec<f64> =
+        created.iter().filter_map(|(name, created_at)| done.get(name).map(|at| at.saturating_duration_since(*created_at).as_secs_f64())).collect();
+    let converge_seconds = done.values().max().map_or(0.0, |last| last.saturating_duration_since(started).as_secs_f64());
+    let after = scrape(&options.operator_metrics).await?;
+    let count = created.len().max(1) as f64;
+    let missing = missing_children(&client, namespace, options.shape.children() * created.len()).await?;
+
+    tokio::time::sleep(Duration::from_secs(options.idle_seconds)).await;
+    let idle = scrape(&options.operator_metrics).await?;
+
+    let delete_started = Instant::now();
+    delete_all(&client, options, namespace).await?;
+    let leftover = wait_until_empty(&client, namespace, Duration::from_secs(options.timeout)).await?;
+    let delete_seconds = delete_started.elapsed().as_secs_f64();
+
+    let baseline_seconds = if options.baseline {
+        Some(baseline(&client, options, namespace, created.len() * (options.shape.children() + 2)).await?)
+    } else {
+        None
+    };
+    Ok(Report {
+        count: created.len(),
+        converge_seconds,
+        latency_seconds: Latency { p50: percentile(&latencies, 0.5), p95: percentile(&latencies, 0.95), p99: percentile(&latencies, 0.99) },
+        writes_per_wukong: after.writes_since(before) / count,
+        reads_per_wukong: after.reads_since(before) / count,
+        events_per_wukong: after.events_since(before) / count,
+        idle_writes: idle.writes_since(&after),
+        idle_seconds: options.idle_seconds as f64,
+        peak_rss_bytes: peak.load(Ordering::Relaxed) as f64,
+        delete_seconds,
+        leftover_children: leftover,
+        missing_children: missing,
+        unconverged: created.len() - done.len().min(created.len()),
+        baseline_seconds,
+        baseline_ratio: baseline_seconds.filter(|seconds| *seconds > 0.0).map(|seconds| converge_seconds / seconds),
+    })
+}
+
+async fn sample_memory(url: String, peak: Arc<AtomicU64>) {
+    loop {
+        if let Ok(sample) = scrape(&url).await
+            && let Some(bytes) = sample.resident_bytes
+        {
+            peak.fetch_max(bytes as u64, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Creates the Wukongs; returns each name with its creation time.
+async fn create_all(client: &Client, options: &BenchOptions, namespace: &str) -> Result<Vec<(String, Instant)>, BenchError> {
+    let api: Api<Wukong> = Api::namespaced(client.clone(), namespace);
+    let interval = options.rate.filter(|rate| *rate > 0.0).map(|rate| Duration::from_secs_f64(1.0 / rate));
+    let start = Instant::now();
+    let results: Vec<Result<(String, Instant), BenchError>> = stream::iter(0..options.count)
+        .map(|index| {
+            let api = api.clone();
+            let object = wukong(options.shape, namespace, index);
+            async move {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until((start + interval * index as u32).into()).await;
+                }
+                let name = object.name_any();
+                let at = Instant::now();
+                api.create(&PostParams::default(), &object).await.map_err(api_error(format!("create Wukong \"{name}\"")))?;
+                Ok((name, at))
+            }
+        })
+        .buffer_unordered(if interval.is_some() { options.count.max(1) } else { options.parallelism.max(1) })
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Records when each Wukong first shows a converged status.
+async fn watch_convergence(client: Client, namespace: String, expected: &'static str, converged: Arc<Mutex<BTreeMap<String, Instant>>>) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &wukong_resource());
+    let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let Ok(Event::Apply(object) | Event::InitApply(object)) = event else { continue };
+        if is_converged(&object, expected) {
+            converged.lock().await.entry(object.name_any()).or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// observedGeneration equals generation, the phase is `expected`, Synced is True.
+pub fn is_converged(object: &DynamicObject, expected: &str) -> bool {
+    let status = object.data.get("status");
+    let observed = status.and_then(|status| status.get("observedGeneration")).and_then(serde_json::Value::as_i64);
+    let phase = status.and_then(|status| status.get("phase")).and_then(serde_json::Value::as_str);
+    let synced = status.and_then(|status| status.get("conditions")).and_then(serde_json::Value::as_array).is_some_and(|conditions| {
+        conditions.iter().any(|condition| condition.get("type").and_then(serde_json::Value::as_str) == Some("Synced") && condition.get("status").and_then(serde_json::Value::as_str) == Some("True"))
+    });
+    observed.is_some() && observed == object.metadata.generation && phase == Some(expected) && synced
+}
+
+/// How many of the expected children are missing.
+async fn missing_children(client: &Client, namespace: &str, expected: usize) -> Result<usize, BenchError> {
+    let present = count_children(client, namespace).await?;
+    Ok(expected.saturating_sub(present))
+}
+
+async fn count_children(client: &Client, namespace: &str) -> Result<usize, BenchError> {
+    let selector = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    let mut total = 0;
+    total += Api::<VirtualMachine>::namespaced(client.clone(), namespace).list_metadata(&selector).await.map_err(api_error("list VirtualMachines"))?.items.len();
+    total += Api::<DataVolume>::namespaced(client.clone(), namespace).list_metadata(&selector).await.map_err(api_error("list DataVolumes"))?.items.len();
+    total += Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
+        .list_metadata(&selector)
+        .await
+        .map_err(api_error("list PersistentVolumeClaims"))?
+        .items
+        .len();
+    total += Api::<NetworkAttachmentDefinition>::namespaced(client.clone(), namespace)
+        .list_metadata(&selector)
+        .await
+        .map_err(api_error("list NetworkAttachmentDefinitions"))?
+        .items
+        .len();
+    total += Api::<Secret>::namespaced(client.clone(), namespace).list_metadata(&selector).await.map_err(api_error("list Secrets"))?.items.len();
+    Ok(total)
+}
+
+async fn delete_all(client: &Client, options: &BenchOptions, namespace: &str) -> Result<(), BenchError> {
+    let api: Api<Wukong> = Api::namespaced(client.clone(), namespace);
+    let names: Vec<String> = api.list_metadata(&ListParams::default()).await.map_err(api_error("list Wukongs"))?.items.iter().map(|item| item.name_any()).collect();
+    let results: Vec<Result<(), BenchError>> = stream::iter(names)
+        .map(|name| {
+            let api = api.clone();
+            async move {
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    Err(source) => Err(BenchError::Api { action: format!("delete Wukong \"{name}\""), source }),
+                }
+            }
+        })
+        .buffer_unordered(options.parallelism.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Waits until no Wukong and no labelled child is left; returns the children left at the timeout.
+async fn wait_until_empty(client: &Client, namespace: &str, timeout: Duration) -> Result<usize, BenchError> {
+    let wukongs: Api<Wukong> = Api::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let remaining = wukongs.list_metadata(&ListParams::default()).await.map_err(api_error("list Wukongs"))?.items.len();
+        let children = count_children(client, namespace).await?;
+        if (remaining == 0 && children == 0) || Instant::now() > deadline {
+            return Ok(children);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Seconds a plain parallel client needs to create `objects` ConfigMaps.
+async fn baseline(client: &Client, options: &BenchOptions, namespace: &str, objects: usize) -> Result<f64, BenchError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let started = Instant::now();
+    let names: BTreeSet<usize> = (0..objects).collect();
+    let results: Vec<Result<(), BenchError>> = stream::iter(names)
+        .map(|index| {
+            let api = api.clone();
+            async move {
+                let object = ConfigMap {
+                    metadata: ObjectMeta { name: Some(format!("baseline-{index:06}")), ..ObjectMeta::default() },
+                    data: Some(BTreeMap::from([("index".to_string(), index.to_string())])),
+                    ..ConfigMap::default()
+                };
+                api.create(&PostParams::default(), &object).await.map(|_| ()).map_err(api_error("create a baseline ConfigMap"))
+            }
+        })
+        .buffer_unordered(options.parallelism.max(1))
+        .collect()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(seconds)
+}

@@ -1,0 +1,42 @@
+//! `wukong-bench`: measures how fast and how cheaply Wukong converges a fleet.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use wukong::bench::BenchOptions;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = BenchOptions::parse();
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("error: failed to build a Kubernetes client from KUBECONFIG or ~/.kube/config: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match wukong::bench::run::run(client, &options).await {
+        Ok(report) => {
+            print!("{}", report.table());
+            if let Some(path) = &options.out {
+                let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+                if let Err(error) = std::fs::write(path, json + "\n") {
+                    eprintln!("error: failed to write \"{}\": {error}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            if report.unconverged > 0 || report.leftover_children > 0 || report.missing_children > 0 {
+                eprintln!(
+                    "error: {} Wukongs did not converge, {} children were missing, {} were left behind",
+                    report.unconverged, report.missing_children, report.leftover_children
+                );
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
