@@ -44,9 +44,11 @@ pub(crate) fn check(collector: &mut Collector, namespace: &str, name: &str, netw
     let mut parsed = Vec::with_capacity(networks.len());
     for (index, network) in networks.iter().enumerate() {
         let path = format!("spec.networks[{index}]");
+        let mut duplicate_name = false;
         if !is_dns_label(&network.name) {
             collector.push(format!("{path}.name"), format!("\"{}\" is not a DNS label (lowercase letters, digits and '-', at most 63 characters)", network.name));
         } else if !names.insert(network.name.as_str()) {
+            duplicate_name = true;
             collector.push(format!("{path}.name"), format!("\"{}\" is used by another network", network.name));
         }
         check_type(collector, &path, network);
@@ -63,7 +65,9 @@ pub(crate) fn check(collector: &mut Collector, namespace: &str, name: &str, netw
             }
             None => derived_mac(namespace, name, &network.name),
         };
-        if !macs.insert(mac.clone()) {
+        // A derived MAC repeats only when the name does, which is reported already.
+        let repeated = !macs.insert(mac.clone());
+        if repeated && (network.mac_address.is_some() || !duplicate_name) {
             collector.push(format!("{path}.macAddress"), format!("\"{mac}\" is used by another network"));
         }
         let (address, dns) = check_ip_config(collector, &path, network);
