@@ -32,7 +32,9 @@ impl fmt::Display for DocumentError {
             Some(name) => format!("document {} (Wukong {name})", self.document),
             None => format!("document {}", self.document),
         };
-        let lines: Vec<String> = self.problems.iter().map(|problem| format!("{subject}: {problem}")).collect();
+        // One line per problem: line breaks quoted from the input are escaped.
+        let lines: Vec<String> =
+            self.problems.iter().map(|problem| format!("{subject}: {}", problem.replace('\r', "\\r").replace('\n', "\\n"))).collect();
         write!(formatter, "{}", lines.join("\n"))
     }
 }
