@@ -114,7 +114,7 @@ fn check_type(collector: &mut Collector, path: &str, network: &Network) {
     if let Some(resource) = &network.resource_name {
         if network.network_type != NetworkType::Sriov {
             collector.push(format!("{path}.resourceName"), format!("a {kind} network takes no resourceName"));
-        } else if !resource.split_once('/').is_some_and(|(prefix, name)| super::names::is_dns_subdomain(prefix) && !name.is_empty()) {
+        } else if !resource.split_once('/').is_some_and(|(prefix, name)| super::names::is_dns_subdomain(prefix) && super::names::is_qualified_name_part(name)) {
             collector.push(format!("{path}.resourceName"), format!("\"{resource}\" is not a device plugin resource name like \"intel.com/sriov_netdevice\""));
         }
     }
