@@ -15,6 +15,9 @@
 //! cloud-init Secret reference, DataVolume sources) are checked against every
 //! rendered example, so a regenerated snapshot that breaks one still fails.
 
+// Tests fail by panicking: expect/unwrap with a message is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -141,6 +144,34 @@ fn kind_named<'a>(documents: &'a [Value], kind: &str, name: &str) -> Option<&'a 
     documents.iter().find(|document| document["kind"] == kind && document["metadata"]["name"] == name)
 }
 
+/// The name of the rendered child of `kind` for the full name `<wukong>-<suffix>`:
+/// that name itself when it is a DNS label, else (SPEC: "shorten with a stable
+/// hash suffix") the one child of that kind named `<prefix of it>-<8 hex digits>`.
+fn child_name(documents: &[Value], kind: &str, full: &str) -> Result<String, String> {
+    if full.len() <= 63 {
+        return if kind_named(documents, kind, full).is_some() { Ok(full.to_string()) } else { Err(format!("no {kind} {full}")) };
+    }
+    let shortened = |name: &str| {
+        let (prefix, hash) = name.rsplit_once('-').unwrap_or_default();
+        name.len() <= 63
+            && wukong::validate::is_dns_label(name)
+            && hash.len() == 8
+            && hash.bytes().all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
+            && prefix.len() >= 40
+            && full.starts_with(prefix)
+    };
+    let candidates: Vec<&str> = documents
+        .iter()
+        .filter(|document| document["kind"] == kind)
+        .map(|document| text(document, "/metadata/name"))
+        .filter(|name| shortened(name))
+        .collect();
+    match candidates[..] {
+        [name] => Ok(name.to_string()),
+        _ => Err(format!("{full} is too long for a name; expected one {kind} shortened with a hash suffix, found {candidates:?}")),
+    }
+}
+
 fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
     list.as_array().and_then(|items| items.iter().find(|item| item["name"] == name)).unwrap_or_else(|| panic!("no {name:?} in {list}"))
 }
@@ -183,31 +214,35 @@ fn check_example(wukong: &Wukong, rendered: &[Value]) -> Result<(), String> {
     }
 
     // Exactly the expected children, by kind and name.
-    let mut expected: BTreeSet<(String, String)> = BTreeSet::from([("VirtualMachine".to_string(), format!("{name}-vm"))]);
+    let mut expected: Vec<(&str, String)> = vec![("VirtualMachine", "vm".to_string())];
     let attached: Vec<_> = spec.networks.iter().filter(|network| network.network_type != NetworkType::Pod).collect();
     for network in &attached {
-        expected.insert(("NetworkAttachmentDefinition".into(), format!("{name}-{}", network.name)));
+        expected.push(("NetworkAttachmentDefinition", network.name.clone()));
     }
     for disk in &spec.disks {
         let other_namespace = disk.existing_pvc.as_ref().is_some_and(|pvc| pvc.namespace.as_deref().is_some_and(|ns| ns != namespace));
         if disk.image.is_some() || other_namespace {
-            expected.insert(("DataVolume".into(), format!("{name}-{}", disk.name)));
+            expected.push(("DataVolume", disk.name.clone()));
         } else if disk.existing_pvc.is_none() {
-            expected.insert(("PersistentVolumeClaim".into(), format!("{name}-{}", disk.name)));
+            expected.push(("PersistentVolumeClaim", disk.name.clone()));
         }
     }
     let has_ip_config = spec.networks.iter().any(|network| network.ip_config.is_some());
     let cloud_init = spec.cloud_init.is_some() || has_ip_config;
     if cloud_init {
-        expected.insert(("Secret".into(), format!("{name}-cloudinit")));
+        expected.push(("Secret", "cloudinit".to_string()));
     }
-    let actual: BTreeSet<(String, String)> =
-        rendered.iter().map(|document| (text(document, "/kind").to_string(), text(document, "/metadata/name").to_string())).collect();
-    if actual != expected || actual.len() != rendered.len() {
-        return Err(format!("children {actual:?} (of {} documents), expected {expected:?}", rendered.len()));
+    let child = |kind: &str, suffix: &str| child_name(rendered, kind, &format!("{name}-{suffix}"));
+    let mut names = BTreeSet::new();
+    for (kind, suffix) in &expected {
+        names.insert((*kind, child(kind, suffix)?));
+    }
+    if names.len() != rendered.len() {
+        let actual: Vec<_> = rendered.iter().map(|document| (text(document, "/kind"), text(document, "/metadata/name"))).collect();
+        return Err(format!("children {actual:?}, expected {expected:?}"));
     }
 
-    let vm = kind_named(rendered, "VirtualMachine", &format!("{name}-vm")).ok_or("no VirtualMachine")?;
+    let vm = kind_named(rendered, "VirtualMachine", &child("VirtualMachine", "vm")?).ok_or("no VirtualMachine")?;
     if rendered.last() != Some(vm) {
         return Err("the VirtualMachine is not applied last".into());
     }
@@ -253,7 +288,7 @@ fn check_example(wukong: &Wukong, rendered: &[Value]) -> Result<(), String> {
         let expected_network = if network.network_type == NetworkType::Pod {
             serde_json::json!({"name": network.name, "pod": {}})
         } else {
-            serde_json::json!({"name": network.name, "multus": {"networkName": format!("{namespace}/{name}-{}", network.name)}})
+            serde_json::json!({"name": network.name, "multus": {"networkName": format!("{namespace}/{}", child("NetworkAttachmentDefinition", &network.name)?)}})
         };
         if networks[index] != expected_network {
             return Err(format!("network {} instead of {expected_network}", networks[index]));
@@ -267,17 +302,18 @@ fn check_example(wukong: &Wukong, rendered: &[Value]) -> Result<(), String> {
     } else {
         let selections: Value = serde_json::from_str(annotation.and_then(Value::as_str).ok_or("no Multus annotation on the VM")?)
             .map_err(|error| error.to_string())?;
-        let expected: Vec<Value> = attached
-            .iter()
-            .enumerate()
-            .map(|(index, network)| serde_json::json!({"name": format!("{name}-{}", network.name), "interface": format!("net{}", index + 1)}))
-            .collect();
+        let mut expected = Vec::new();
+        for (index, network) in attached.iter().enumerate() {
+            let nad = child("NetworkAttachmentDefinition", &network.name)?;
+            expected.push(serde_json::json!({"name": nad, "interface": format!("net{}", index + 1)}));
+        }
         if selections != Value::from(expected.clone()) {
             return Err(format!("Multus annotation {selections} instead of {expected:?}"));
         }
     }
     for network in &attached {
-        let nad = kind_named(rendered, "NetworkAttachmentDefinition", &format!("{name}-{}", network.name)).ok_or("missing NAD")?;
+        let nad = kind_named(rendered, "NetworkAttachmentDefinition", &child("NetworkAttachmentDefinition", &network.name)?)
+            .ok_or("missing NAD")?;
         let config: Value = serde_json::from_str(text(nad, "/spec/config")).map_err(|error| format!("NAD config is not JSON: {error}"))?;
         let plugin = if network.network_type == NetworkType::Sriov { "sriov" } else { "bridge" };
         if config["type"] != plugin || config["name"] != text(nad, "/metadata/name") || config["vlan"] != serde_json::json!(network.vlan_id)
@@ -304,7 +340,8 @@ fn check_example(wukong: &Wukong, rendered: &[Value]) -> Result<(), String> {
         if (vm_disk["disk"].get("readonly") == Some(&Value::Bool(true))) != read_only {
             return Err(format!("disk {:?}: readonly in {vm_disk} should be {read_only}", disk.name));
         }
-        let own = format!("{name}-{}", disk.name);
+        let volume_kind = if disk.existing_pvc.is_none() && disk.image.is_none() { "PersistentVolumeClaim" } else { "DataVolume" };
+        let own = child(volume_kind, &disk.name).unwrap_or_default();
         let expected_volume = match &disk.existing_pvc {
             Some(pvc) if pvc.namespace.as_deref().is_none_or(|ns| ns == namespace) => {
                 let mut claim = serde_json::json!({"claimName": pvc.name});
@@ -354,7 +391,7 @@ fn check_example(wukong: &Wukong, rendered: &[Value]) -> Result<(), String> {
         return Err(format!("disks {disks} / volumes {volumes} do not match the spec's {} disks", spec.disks.len()));
     }
     if cloud_init {
-        let secret = format!("{name}-cloudinit");
+        let secret = child("Secret", "cloudinit")?;
         let no_cloud = &named(volumes, "cloudinitdisk")["cloudInitNoCloud"];
         if no_cloud["secretRef"]["name"] != secret.as_str() || no_cloud.get("userData").is_some() || no_cloud.get("networkData").is_some() {
             return Err(format!("cloud-init volume {no_cloud} does not only reference Secret {secret}"));
@@ -368,4 +405,50 @@ fn check_example(wukong: &Wukong, rendered: &[Value]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Inputs the examples do not cover, held to the same SPEC §2 rules.
+const EXTRA_CASES: &[(&str, &str)] = &[
+    (
+        "cloned read-only claim, explicit MAC, dhcp pod network, access and volume modes",
+        r#"
+metadata: {name: clone-ro, namespace: apps}
+spec:
+  cpu: 1
+  memory: 1Gi
+  networks:
+    - {name: default, type: pod, macAddress: "02:AB:CD:EF:00:01", ipConfig: {mode: dhcp}}
+    - {name: lan, type: bridge}
+  disks:
+    - {name: system, boot: true, existingPVC: {name: golden-image, namespace: images, readOnly: true}}
+    - {name: scratch, size: 1Gi, accessMode: ReadWriteMany, volumeMode: Block, storageClassName: fast}
+    - {name: iso, size: 2Gi, image: "http://mirror.example/boot.iso", bus: sata}
+"#,
+    ),
+    ("no networks, no disks", "metadata: {name: bare}\nspec: {cpu: 1, memory: 512Mi}\n"),
+    (
+        "a 63-character name",
+        r#"
+metadata: {name: a-very-long-wukong-name-that-fills-all-of-the-sixty-three-chars, namespace: long}
+spec:
+  cpu: 1
+  memory: 1Gi
+  networks: [{name: storage-network-with-a-long-name, type: vlan, vlanId: 42}]
+  disks: [{name: system-disk-with-a-long-name, size: 1Gi}]
+  cloudInit:
+    userData: |
+      #!/bin/sh
+      echo hi
+"#,
+    ),
+];
+
+#[test]
+fn extra_cases_follow_the_spec_rules() {
+    for (what, body) in EXTRA_CASES {
+        let input = format!("apiVersion: vm.novasphere.dev/v1alpha1\nkind: Wukong\n{body}");
+        let wukong: Wukong = parse_documents(&input).unwrap_or_else(|errors| panic!("{what}: {errors:?}")).remove(0);
+        let rendered = documents(&render_ok(&input, what));
+        check_example(&wukong, &rendered).unwrap_or_else(|problem| panic!("{what}: {problem}"));
+    }
 }

@@ -8,6 +8,9 @@
 //! round-tripped through the k8s-openapi types: a field those types do not know
 //! is dropped on the way and the round trip no longer matches.
 
+// Tests fail by panicking: expect/unwrap with a message is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -239,7 +242,8 @@ fn every_example_is_valid_against_our_crd() {
 fn our_crd_refuses_what_the_parser_refuses() {
     let schema = wukong_schema();
     let base = documents(&read(&Path::new(MANIFEST).join("examples/web-server-01.yaml"))).remove(0);
-    let mutations: [(&str, fn(&mut Value), &str); 5] = [
+    type Mutate = fn(&mut Value);
+    let mutations: [(&str, Mutate, &str); 5] = [
         ("typo", |w| w["spec"]["disks"][0]["storageClass"] = json!("x"), r#"spec.disks[0].storageClass: unknown field "storageClass""#),
         ("type", |w| w["spec"]["cpu"] = json!("four"), "spec.cpu: expected integer, got string"),
         ("range", |w| w["spec"]["cpu"] = json!(0), "spec.cpu: must be greater than or equal to 1"),

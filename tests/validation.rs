@@ -6,6 +6,9 @@
 //! (unknown fields, wrong types, documents that are not Wukongs) are checked
 //! through `parse_documents` with their document number, path and position.
 
+// Tests fail by panicking: expect/unwrap with a message is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use serde_yaml::Value;
 use wukong::api::{RestartPolicy, RunStrategy, Wukong};
 use wukong::render::{DocumentError, parse_documents, render};
@@ -539,7 +542,9 @@ fn inputs_that_are_not_wukongs() {
 #[test]
 fn run_strategy_is_explicit_then_auto_start_then_restart_policy_then_always() {
     use RestartPolicy::{Always, Never, OnFailure};
-    let rows: [(Option<&str>, Option<bool>, Option<RestartPolicy>, RunStrategy); 11] = [
+    // runStrategy, startStrategy.autoStart, highAvailability.restartPolicy => expected
+    type Row<'a> = (Option<&'a str>, Option<bool>, Option<RestartPolicy>, RunStrategy);
+    let rows: [Row<'_>; 11] = [
         (None, None, None, RunStrategy::Always),
         (Some("Manual"), Some(false), Some(Never), RunStrategy::Manual),
         (Some("Always"), Some(false), None, RunStrategy::Always),
