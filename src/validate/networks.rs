@@ -104,11 +104,14 @@ fn check_type(collector: &mut Collector, path: &str, network: &Network) {
     if let Some(bridge) = &network.bridge {
         if matches!(network.network_type, NetworkType::Pod | NetworkType::Sriov) {
             collector.push(format!("{path}.bridge"), format!("a {kind} network takes no bridge"));
-        } else if bridge.is_empty()
+        } else if !bridge.bytes().next().is_some_and(|byte| byte.is_ascii_alphanumeric())
             || bridge.len() > 15
             || !bridge.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
         {
-            collector.push(format!("{path}.bridge"), format!("\"{bridge}\" is not a Linux interface name (at most 15 letters, digits, '-', '_' or '.')"));
+            collector.push(
+                format!("{path}.bridge"),
+                format!("\"{bridge}\" is not a Linux interface name (at most 15 letters, digits, '-', '_' or '.', starting with a letter or digit)"),
+            );
         }
     }
     if let Some(resource) = &network.resource_name {
