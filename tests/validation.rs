@@ -192,7 +192,12 @@ fn each_mistake_is_reported_with_its_field_and_message() {
         (
             "bad bridge name",
             vec![("spec.networks[1].bridge", Some("bridge-name-too-long"))],
-            vec!["spec.networks[1].bridge: \"bridge-name-too-long\" is not a Linux interface name (at most 15 letters, digits, '-', '_' or '.')".into()],
+            vec!["spec.networks[1].bridge: \"bridge-name-too-long\" is not a Linux interface name (at most 15 letters, digits, '-', '_' or '.', starting with a letter or digit)".into()],
+        ),
+        (
+            "bridge name starting with a dash",
+            vec![("spec.networks[1].bridge", Some("-br0"))],
+            vec!["spec.networks[1].bridge: \"-br0\" is not a Linux interface name (at most 15 letters, digits, '-', '_' or '.', starting with a letter or digit)".into()],
         ),
         (
             "bad MAC",
