@@ -26,7 +26,8 @@ pub(crate) fn check(collector: &mut Collector, high_availability: &HighAvailabil
             collector.push(format!("{field}.key"), format!("\"{key}\" is not a valid taint key"));
         }
         let exists = toleration.operator == Some(TolerationOperator::Exists);
-        if exists && toleration.value.as_deref().is_some_and(|value| !value.is_empty()) {
+        // Even an empty value: the CRD rule is `!has(self.value)`.
+        if exists && toleration.value.is_some() {
             collector.push(format!("{field}.value"), "an Exists toleration takes no value");
         }
         if !exists && toleration.key.as_deref().unwrap_or_default().is_empty() {
