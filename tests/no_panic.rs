@@ -8,12 +8,15 @@
 //! addresses, disks with random sources, cloud-init, scheduling). For those
 //! that validate, every child name must be a DNS label of at most 63
 //! characters, the VM must be `<wukong>-vm` or shortened with a hash, and every
-//! child must be valid against its upstream schema, the Wukong against our CRD.
+//! child must be valid against its upstream schema, the Wukong against our CRD
+//! (structure and CEL rules).
 //! Case counts stay modest so the suite stays fast.
 
 // Tests fail by panicking: expect/unwrap with a message is the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "support/cel.rs"]
+mod cel;
 mod common;
 
 use std::collections::BTreeSet;
@@ -351,6 +354,17 @@ fn ours() -> &'static CrdSchema {
     SCHEMA.get_or_init(|| CrdSchema::from_crd_yaml(&wukong::api::crd_yaml().expect("CRD serialises")).expect("our CRD parses"))
 }
 
+/// Our CRD's schema and its compiled CEL rules.
+fn cel_rules() -> &'static (Value, Vec<cel::Rule>) {
+    static RULES: OnceLock<(Value, Vec<cel::Rule>)> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let crd = serde_json::to_value(wukong::api::crd()).expect("CRD serialises");
+        let schema = cel::storage_schema(&crd).expect("storage schema").clone();
+        let rules = cel::rules(&schema).unwrap_or_else(|errors| panic!("{errors:?}"));
+        (schema, rules)
+    })
+}
+
 fn dns_label(name: &str) -> bool {
     static PATTERN: OnceLock<regex::Regex> = OnceLock::new();
     PATTERN.get_or_init(|| regex::Regex::new("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$").expect("regex")).is_match(name)
@@ -391,6 +405,9 @@ fn check_document(document: &Value) -> Result<bool, TestCaseError> {
     // What passes our validation, the API server must accept as a Wukong.
     let problems = ours().validate(document);
     prop_assert!(problems.is_empty(), "valid for wukong validate but not for our CRD: {:?}\n{}", problems, input);
+    let (schema, rules) = cel_rules();
+    let broken: Vec<_> = cel::evaluate(schema, rules, document).into_iter().filter(|outcome| outcome.result != Ok(true)).collect();
+    prop_assert!(broken.is_empty(), "valid for wukong validate but a CEL rule of our CRD says no: {:?}\n{}", broken, input);
 
     let mut names = BTreeSet::new();
     let children: Vec<Value> =

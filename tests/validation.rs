@@ -413,6 +413,11 @@ fn each_mistake_is_reported_with_its_field_and_message() {
             vec!["spec.highAvailability.tolerations[0].tolerationSeconds: applies only to effect NoExecute".into()],
         ),
         (
+            "Exists toleration with an empty value",
+            vec![("spec.highAvailability.tolerations[0]", Some("{operator: Exists, value: ''}"))],
+            vec!["spec.highAvailability.tolerations[0].value: an Exists toleration takes no value".into()],
+        ),
+        (
             "Equal toleration without key",
             vec![("spec.highAvailability.tolerations[0].key", None)],
             vec!["spec.highAvailability.tolerations[0].key: is required unless operator is Exists".into()],
