@@ -32,7 +32,9 @@ impl fmt::Display for DocumentError {
             Some(name) => format!("document {} (Wukong {name})", self.document),
             None => format!("document {}", self.document),
         };
-        let lines: Vec<String> = self.problems.iter().map(|problem| format!("{subject}: {problem}")).collect();
+        // One line per problem: line breaks quoted from the input are escaped.
+        let lines: Vec<String> =
+            self.problems.iter().map(|problem| format!("{subject}: {}", problem.replace('\r', "\\r").replace('\n', "\\n"))).collect();
         write!(formatter, "{}", lines.join("\n"))
     }
 }
@@ -52,7 +54,7 @@ pub fn parse_documents(input: &str) -> Result<Vec<Wukong>, Vec<DocumentError>> {
                 break;
             }
         };
-        match parse_wukong(value) {
+        match parse_wukong(value, || location(input, index)) {
             Ok(wukong) => wukongs.push(wukong),
             Err(problem) => errors.push(DocumentError { document: number, wukong: None, problems: vec![problem] }),
         }
@@ -63,7 +65,7 @@ pub fn parse_documents(input: &str) -> Result<Vec<Wukong>, Vec<DocumentError>> {
     if errors.is_empty() { Ok(wukongs) } else { Err(errors) }
 }
 
-fn parse_wukong(value: serde_yaml::Value) -> Result<Wukong, String> {
+fn parse_wukong(value: serde_yaml::Value, location: impl FnOnce() -> Option<serde_yaml::Location>) -> Result<Wukong, String> {
     let serde_yaml::Value::Mapping(mapping) = &value else {
         return Err("is not a YAML mapping (expected a Wukong object)".to_string());
     };
@@ -71,13 +73,25 @@ fn parse_wukong(value: serde_yaml::Value) -> Result<Wukong, String> {
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     let expected = format!("{GROUP}/v1alpha1");
     if kind != "Wukong" || api_version != expected {
-        return Err(format!("apiVersion \"{api_version}\", kind \"{kind}\" is not a Wukong (expected apiVersion \"{expected}\", kind \"Wukong\")"));
+        return Err(format!(
+            "apiVersion \"{api_version}\", kind \"{kind}\" is not a Wukong (expected apiVersion \"{expected}\", kind \"Wukong\")"
+        ));
     }
     serde_path_to_error::deserialize::<_, Wukong>(value).map_err(|error| {
         let path = error.path().to_string();
-        let message = error.into_inner().to_string();
+        let mut message = error.into_inner().to_string();
+        if let Some(location) = location() {
+            message = format!("{message} at line {} column {}", location.line(), location.column());
+        }
         if path == "." { message } else { format!("{path}: {message}") }
     })
+}
+
+/// Where the typed parse of document `index` fails in the text: the same parse
+/// straight from the text, because a `Value` carries no positions.
+fn location(input: &str, index: usize) -> Option<serde_yaml::Location> {
+    let document = serde_yaml::Deserializer::from_str(input).nth(index)?;
+    Wukong::deserialize(document).err()?.location()
 }
 
 /// Validates a parsed Wukong, naming it in the error.

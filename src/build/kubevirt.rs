@@ -78,7 +78,8 @@ fn disks_and_volumes(wukong: &ValidWukong) -> (Vec<VirtualMachineTemplateSpecDom
     let mut volumes = Vec::new();
     for disk in &wukong.spec.disks {
         let source = disk_source(wukong, disk);
-        let read_only = matches!(source, DiskSource::Claim { read_only: true, .. });
+        // Honoured for every existing claim, also one cloned from another namespace.
+        let read_only = disk.existing_pvc.as_ref().and_then(|existing| existing.read_only).unwrap_or(false);
         disks.push(VirtualMachineTemplateSpecDomainDevicesDisks {
             name: disk.name.clone(),
             boot_order: (disk.boot == Some(true)).then_some(1),

@@ -44,9 +44,11 @@ pub(crate) fn check(collector: &mut Collector, namespace: &str, name: &str, netw
     let mut parsed = Vec::with_capacity(networks.len());
     for (index, network) in networks.iter().enumerate() {
         let path = format!("spec.networks[{index}]");
+        let mut duplicate_name = false;
         if !is_dns_label(&network.name) {
             collector.push(format!("{path}.name"), format!("\"{}\" is not a DNS label (lowercase letters, digits and '-', at most 63 characters)", network.name));
         } else if !names.insert(network.name.as_str()) {
+            duplicate_name = true;
             collector.push(format!("{path}.name"), format!("\"{}\" is used by another network", network.name));
         }
         check_type(collector, &path, network);
@@ -63,7 +65,9 @@ pub(crate) fn check(collector: &mut Collector, namespace: &str, name: &str, netw
             }
             None => derived_mac(namespace, name, &network.name),
         };
-        if !macs.insert(mac.clone()) {
+        // A derived MAC repeats only when the name does, which is reported already.
+        let repeated = !macs.insert(mac.clone());
+        if repeated && (network.mac_address.is_some() || !duplicate_name) {
             collector.push(format!("{path}.macAddress"), format!("\"{mac}\" is used by another network"));
         }
         let (address, dns) = check_ip_config(collector, &path, network);
@@ -100,17 +104,20 @@ fn check_type(collector: &mut Collector, path: &str, network: &Network) {
     if let Some(bridge) = &network.bridge {
         if matches!(network.network_type, NetworkType::Pod | NetworkType::Sriov) {
             collector.push(format!("{path}.bridge"), format!("a {kind} network takes no bridge"));
-        } else if bridge.is_empty()
+        } else if !bridge.bytes().next().is_some_and(|byte| byte.is_ascii_alphanumeric())
             || bridge.len() > 15
             || !bridge.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
         {
-            collector.push(format!("{path}.bridge"), format!("\"{bridge}\" is not a Linux interface name (at most 15 letters, digits, '-', '_' or '.')"));
+            collector.push(
+                format!("{path}.bridge"),
+                format!("\"{bridge}\" is not a Linux interface name (at most 15 letters, digits, '-', '_' or '.', starting with a letter or digit)"),
+            );
         }
     }
     if let Some(resource) = &network.resource_name {
         if network.network_type != NetworkType::Sriov {
             collector.push(format!("{path}.resourceName"), format!("a {kind} network takes no resourceName"));
-        } else if !resource.split_once('/').is_some_and(|(prefix, name)| super::names::is_dns_subdomain(prefix) && !name.is_empty()) {
+        } else if !resource.split_once('/').is_some_and(|(prefix, name)| super::names::is_dns_subdomain(prefix) && super::names::is_qualified_name_part(name)) {
             collector.push(format!("{path}.resourceName"), format!("\"{resource}\" is not a device plugin resource name like \"intel.com/sriov_netdevice\""));
         }
     }

@@ -5,7 +5,7 @@
 
 use super::Collector;
 use super::names::{is_label_key, is_label_value};
-use crate::api::{HighAvailability, TolerationOperator};
+use crate::api::{HighAvailability, TaintEffect, TolerationOperator};
 
 pub(crate) fn check(collector: &mut Collector, high_availability: &HighAvailability) {
     let path = "spec.highAvailability";
@@ -26,7 +26,8 @@ pub(crate) fn check(collector: &mut Collector, high_availability: &HighAvailabil
             collector.push(format!("{field}.key"), format!("\"{key}\" is not a valid taint key"));
         }
         let exists = toleration.operator == Some(TolerationOperator::Exists);
-        if exists && toleration.value.as_deref().is_some_and(|value| !value.is_empty()) {
+        // Even an empty value: the CRD rule is `!has(self.value)`.
+        if exists && toleration.value.is_some() {
             collector.push(format!("{field}.value"), "an Exists toleration takes no value");
         }
         if !exists && toleration.key.as_deref().unwrap_or_default().is_empty() {
@@ -36,6 +37,10 @@ pub(crate) fn check(collector: &mut Collector, high_availability: &HighAvailabil
             && !is_label_value(value)
         {
             collector.push(format!("{field}.value"), format!("\"{value}\" is not a valid taint value"));
+        }
+        // The API server refuses the launcher pod otherwise.
+        if toleration.toleration_seconds.is_some() && toleration.effect != Some(TaintEffect::NoExecute) {
+            collector.push(format!("{field}.tolerationSeconds"), "applies only to effect NoExecute");
         }
     }
     if let Some(anti_affinity) = &high_availability.anti_affinity {
