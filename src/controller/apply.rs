@@ -117,8 +117,12 @@ pub async fn apply(context: &Context, wukong: &ValidWukong, children: Children, 
     for claim in grow_imported_claims(client, wukong, before, &mut applied.written).await? {
         claims.push(claim);
     }
+    // The claims CDI made for wanted DataVolumes are observed, not applied. Any
+    // other claim from before is no longer wanted and must not be kept here, or
+    // remove_unwanted would never delete (or release) it.
     for claim in &before.claims {
-        if !claims.iter().any(|known| known.metadata.name == claim.metadata.name) {
+        let made_for_wanted_volume = data_volumes.iter().any(|volume| volume.metadata.name == claim.metadata.name);
+        if made_for_wanted_volume && !claims.iter().any(|known| known.metadata.name == claim.metadata.name) {
             claims.push(claim.clone());
         }
     }
