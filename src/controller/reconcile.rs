@@ -105,8 +105,12 @@ pub async fn reconcile(object: Arc<DynamicObject>, context: Arc<Context>) -> Res
 
     if wukong.metadata.deletion_timestamp.is_some() {
         let (cleaned, action) = cleanup(&context, &wukong).await?;
-        for removed in cleaned.applied.deleted.iter().chain(&cleaned.applied.released) {
-            publish(&context, &reference, EventType::Normal, "Cleanup", format!("removed {removed}")).await;
+        if !cleaned.applied.deleted.is_empty() {
+            publish(&context, &reference, EventType::Normal, "Cleanup", format!("deleted {}", cleaned.applied.deleted.join(", "))).await;
+        }
+        if !cleaned.applied.released.is_empty() {
+            let note = format!("kept {} (deletionPolicy Retain)", cleaned.applied.released.join(", "));
+            publish(&context, &reference, EventType::Normal, "Retained", note).await;
         }
         if cleaned.finished {
             info!(%namespace, %name, "cleanup finished");
@@ -142,11 +146,16 @@ pub async fn reconcile(object: Arc<DynamicObject>, context: Arc<Context>) -> Res
         Ok(applied) => applied,
         Err(error) => return fail(&context, &api, &object, &wukong, Error::Apply(error), previous.as_ref()).await,
     };
-    for written in &applied.written {
-        publish(&context, &reference, EventType::Normal, "Applied", format!("applied {written}")).await;
+    // One Event per kind of change and pass, not one per child: Events are API writes too.
+    if !applied.written.is_empty() {
+        publish(&context, &reference, EventType::Normal, "Applied", format!("applied {}", applied.written.join(", "))).await;
     }
-    for removed in applied.deleted.iter().chain(&applied.released) {
-        publish(&context, &reference, EventType::Normal, "Removed", format!("removed {removed}, no longer in the spec")).await;
+    if !applied.deleted.is_empty() {
+        publish(&context, &reference, EventType::Normal, "Removed", format!("deleted {}, no longer in the spec", applied.deleted.join(", "))).await;
+    }
+    if !applied.released.is_empty() {
+        let note = format!("kept {} (deletionPolicy Retain), no longer in the spec", applied.released.join(", "));
+        publish(&context, &reference, EventType::Normal, "Retained", note).await;
     }
     let inputs = inputs(&object, &wukong.spec, &dereferenced, &applied.observed, None, previous.as_ref(), &now);
     report(&context, &api, &object, &inputs, previous.as_ref()).await?;
