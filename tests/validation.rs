@@ -357,7 +357,7 @@ fn each_mistake_is_reported_with_its_field_and_message() {
         (
             "script userData with users",
             vec![("spec.cloudInit.userData", Some("\"#!/bin/sh\\necho hello\\n\""))],
-            vec!["spec.cloudInit.userData: users can only be merged into a #cloud-config document; this one starts with \"#!/bin/sh\"".into()],
+            vec!["spec.cloudInit.userData: users can only be merged into a #cloud-config document; this one is a script".into()],
         ),
         (
             "userData that is not valid YAML",

@@ -74,7 +74,8 @@ fn check_user_data(collector: &mut Collector, user_data: &str, has_users: bool) 
             Err(error) => collector.push(field, format!("is not valid YAML: {error}")),
         }
     } else if has_users {
-        let first_line: String = user_data.lines().next().unwrap_or_default().chars().take(40).collect();
-        collector.push(field, format!("users can only be merged into a #cloud-config document; this one starts with \"{first_line}\""));
+        // User data may hold secrets: name only its kind, never quote it (this text reaches Events and status).
+        let kind = if user_data.starts_with("#!") { "a script" } else if user_data.starts_with("Content-Type") { "MIME multipart" } else { "not #cloud-config" };
+        collector.push(field, format!("users can only be merged into a #cloud-config document; this one is {kind}"));
     }
 }
