@@ -59,6 +59,10 @@ pub struct RunOptions {
     /// Address of the /healthz, /readyz and /metrics endpoints.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
+    /// Milliseconds to gather the watch events of one Wukong (its children
+    /// settling) into one reconcile, so a burst of changes costs one status write.
+    #[arg(long, default_value_t = 250, env = "WUKONG_DEBOUNCE_MS")]
+    pub debounce_ms: u64,
 }
 
 /// The API resource of the Wukong kind, for the dynamic API.
@@ -175,7 +179,7 @@ pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::o
         .owns_stream_with(secret_stream, ())
         .watches_stream_with(instance_stream, move |instance: VirtualMachineInstance| instance_owner(&instance, &instance_resource), ())
         .watches_stream_with(claim_stream, move |claim: PersistentVolumeClaim| claim_mapper(&claim), ())
-        .with_config(ControllerConfig::default().concurrency(options.concurrency))
+        .with_config(ControllerConfig::default().concurrency(options.concurrency).debounce(Duration::from_millis(options.debounce_ms)))
         .shutdown_on_signal()
         .graceful_shutdown_on(stop)
         .run(
