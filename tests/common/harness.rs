@@ -196,11 +196,18 @@ impl Harness {
 
     /// Edits a stored object in place (no request logged), giving it a new
     /// resourceVersion: what another actor (a user, KubeVirt, CDI) did to it.
+    ///
+    /// # Panics
+    /// For kinds whose plural kube cannot derive from the kind (e.g.
+    /// `network-attachment-definitions`): `FakeApi::insert` would store the
+    /// edit under another key. Edit those through the client instead.
     pub fn edit(&self, api_version: &str, plural: &str, namespace: Option<&str>, name: &str, edit: impl FnOnce(&mut Value)) {
         let mut object = self.api.get(api_version, plural, namespace, name).unwrap_or_else(|| panic!("{plural} {name} exists"));
+        let before = object["metadata"]["resourceVersion"].take();
         edit(&mut object);
-        object["metadata"]["resourceVersion"] = Value::Null;
         self.api.insert(object);
+        let stored = self.api.get(api_version, plural, namespace, name).map(|stored| stored["metadata"]["resourceVersion"].clone());
+        assert_ne!(stored, Some(before), "FakeApi::insert cannot store {plural} under that plural");
     }
 
     /// Edits the stored Wukong's spec as a user would: the generation goes up.
