@@ -179,19 +179,15 @@ async fn fail(
     previous: Option<&WukongStatus>,
 ) -> Result<Action, Error> {
     let failure = Failure { reason: error.reason().to_string(), message: error.to_string(), invalid: false };
-    let dereferenced = Dereferenced::default();
-    let observed = previous_observed(context, wukong).await;
+    // What the caches hold: the children, and the existing claims and storage
+    // classes the volume statuses are computed from.
+    let dereferenced = dereference(context, wukong).await.unwrap_or_default();
     let now = (context.clock)();
-    let inputs = inputs(object, &wukong.spec, &dereferenced, &observed, Some(&failure), previous, &now);
+    let inputs = inputs(object, &wukong.spec, &dereferenced, &dereferenced.observed, Some(&failure), previous, &now);
     if let Err(status_error) = report(context, api, object, &inputs, previous).await {
         warn!(error = %status_error, "failed to report a failure in the status");
     }
     Err(error)
-}
-
-/// What the caches hold, for reporting a failure that happened before apply.
-async fn previous_observed(context: &Context, wukong: &Wukong) -> Observed {
-    dereference(context, wukong).await.map(|dereferenced| dereferenced.observed).unwrap_or_default()
 }
 
 fn inputs<'a>(
