@@ -18,7 +18,7 @@ use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::context::Context;
-use super::ownership::{cached, owned};
+use super::ownership::{cached, is_controlled_by, owned};
 use crate::api::Wukong;
 use crate::build::naming::{cloud_init_secret_name, vm_name};
 use crate::build::network::{attachment_name, has_attachment};
@@ -73,9 +73,9 @@ pub enum PasswordLookup {
 /// The children a Wukong owns now, from the caches.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    /// The VirtualMachine `<wukong>-vm`, if it exists (owned or not).
+    /// The VirtualMachine `<wukong>-vm`, if it exists and this Wukong controls it.
     pub virtual_machine: Option<Arc<VirtualMachine>>,
-    /// Its VirtualMachineInstance.
+    /// Its VirtualMachineInstance (none while the VM is not this Wukong's).
     pub instance: Option<Arc<VirtualMachineInstance>>,
     /// Owned DataVolumes.
     pub data_volumes: Vec<Arc<DataVolume>>,
@@ -138,8 +138,11 @@ pub async fn dereference(context: &Context, wukong: &Wukong) -> Result<Dereferen
     }
 
     let observed = &mut result.observed;
-    observed.virtual_machine = cached(&stores.virtual_machines, &namespace, &vm_name(&name));
-    observed.instance = cached(&stores.instances, &namespace, &vm_name(&name));
+    // Only a VM this Wukong controls (and that VM's instance) describes it: a VM
+    // that merely has the name belongs to someone else (a NameConflict).
+    observed.virtual_machine =
+        cached(&stores.virtual_machines, &namespace, &vm_name(&name)).filter(|vm| is_controlled_by(vm.as_ref(), &uid));
+    observed.instance = observed.virtual_machine.as_ref().and_then(|_| cached(&stores.instances, &namespace, &vm_name(&name)));
     observed.data_volumes = owned(&stores.data_volumes, &namespace, &uid);
     observed.claims = owned(&stores.claims, &namespace, &uid);
     for data_volume in &observed.data_volumes {
