@@ -80,7 +80,8 @@ pub async fn cleanup(context: &Context, wukong: &Wukong) -> Result<(Cleaned, Act
         return Ok((cleaned, Action::await_change()));
     }
 
-    let vm = cached(&stores.virtual_machines, &namespace, &vm_name(&name)).filter(|vm| is_controlled_by(vm.as_ref(), &uid));
+    let named_vm = cached(&stores.virtual_machines, &namespace, &vm_name(&name));
+    let vm = named_vm.clone().filter(|vm| is_controlled_by(vm.as_ref(), &uid));
     if let Some(vm) = &vm {
         if vm.metadata.deletion_timestamp.is_none() {
             let api: Api<VirtualMachine> = Api::namespaced(context.client.clone(), &namespace);
@@ -93,7 +94,9 @@ pub async fn cleanup(context: &Context, wukong: &Wukong) -> Result<(Cleaned, Act
         cleaned.waiting_for_vm = true;
         return Ok((cleaned, Action::requeue(STOP_POLL)));
     }
-    if cached(&stores.instances, &namespace, &vm_name(&name)).is_some() {
+    // A VM that has the name but is not ours (a NameConflict) runs that
+    // instance: it is not ours to wait for, or the deletion would never end.
+    if named_vm.is_none() && cached(&stores.instances, &namespace, &vm_name(&name)).is_some() {
         cleaned.waiting_for_vm = true;
         return Ok((cleaned, Action::requeue(STOP_POLL)));
     }
