@@ -233,3 +233,31 @@ async fn deletion_never_deletes_a_vm_it_does_not_control() {
     assert!(harness.wukong("prod", "web-server-01").is_none());
     assert_eq!(harness.api.get("kubevirt.io/v1", "virtualmachines", Some("prod"), "web-server-01-vm"), foreign_before);
 }
+
+#[tokio::test]
+async fn deletion_does_not_wait_for_the_instance_of_a_vm_it_does_not_control() {
+    let harness = Harness::new();
+    harness.create(DATA_PVC);
+    harness.api.insert(json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": "web-server-01-vm", "namespace": "prod"},
+        "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}}}}},
+    }));
+    harness.api.insert(json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "web-server-01-vm", "namespace": "prod"},
+        "spec": {"domain": {"devices": {}}},
+        "status": {"phase": "Running"},
+    }));
+    harness.create_wukong(WEB);
+    harness.reconcile("prod", "web-server-01").await.expect("refused: name conflict");
+    harness.delete_wukong("prod", "web-server-01").await;
+    let action = harness.reconcile("prod", "web-server-01").await.expect("cleanup");
+
+    assert_eq!(action, Action::await_change(), "the foreign instance does not hold the deletion");
+    assert!(harness.wukong("prod", "web-server-01").is_none());
+    assert!(harness.api.get("kubevirt.io/v1", "virtualmachines", Some("prod"), "web-server-01-vm").is_some());
+    assert!(harness.api.get("kubevirt.io/v1", "virtualmachineinstances", Some("prod"), "web-server-01-vm").is_some());
+}

@@ -205,6 +205,30 @@ async fn a_failed_repair_of_an_existing_vm_keeps_the_vm_phase() {
 }
 
 #[tokio::test]
+async fn a_transient_failure_keeps_the_volume_and_network_statuses() {
+    let harness = Harness::new();
+    harness.create(DATA_PVC);
+    harness.create_wukong(WEB);
+    harness.converge("prod", "web-server-01", 4).await;
+    let before = harness.status("prod", "web-server-01");
+    harness.edit_spec("prod", "web-server-01", |spec| spec["cpu"] = json!(8));
+    harness.api.fail_next(is_vm_apply, 500, "InternalError");
+    harness.reconcile("prod", "web-server-01").await.expect_err("the apply failed");
+
+    let after = harness.status("prod", "web-server-01");
+    assert_eq!(after.volumes, before.volumes, "the existing claim is still data-pvc, Bound");
+    assert_eq!(after.networks, before.networks);
+    for type_ in ["VolumesBound", "NetworksConfigured", "Ready", "Valid"] {
+        let (old, new) = (harness_condition(&before, type_), harness_condition(&after, type_));
+        assert_eq!((new.status.as_str(), new.reason.as_str()), (old.status.as_str(), old.reason.as_str()), "{type_} does not flap");
+    }
+}
+
+fn harness_condition<'a>(status: &'a wukong::api::WukongStatus, type_: &str) -> &'a wukong::api::Condition {
+    status.conditions.iter().find(|condition| condition.type_ == type_).expect("condition")
+}
+
+#[tokio::test]
 async fn a_conflict_on_the_finalizer_is_returned_then_recovered() {
     let harness = Harness::new();
     harness.create(DATA_PVC);

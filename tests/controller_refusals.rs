@@ -50,6 +50,32 @@ fn user_data(harness: &Harness) -> String {
     String::from_utf8(secret.data.expect("data")["userdata"].0.clone()).expect("utf-8")
 }
 
+/// A VirtualMachine named like web-server-01's that no Wukong controls.
+fn foreign_vm() -> Value {
+    json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": "web-server-01-vm", "namespace": "prod", "labels": {"team": "legacy"}},
+        "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {"cpu": {"cores": 1}, "devices": {}}}}},
+    })
+}
+
+/// The running instance of [`foreign_vm`].
+fn foreign_instance() -> Value {
+    json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "web-server-01-vm", "namespace": "prod", "labels": {"team": "legacy"}},
+        "spec": {"domain": {"devices": {}}},
+        "status": {
+            "phase": "Running",
+            "nodeName": "node-1",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "interfaces": [{"name": "mgmt", "ipAddress": "10.9.9.9"}],
+        },
+    })
+}
+
 /// Writes other than the Wukong's own (finalizer, status).
 fn child_writes(harness: &Harness) -> Vec<String> {
     harness.write_summary().into_iter().filter(|write| !write.contains("/wukongs/")).collect()
@@ -146,12 +172,7 @@ async fn a_password_secret_that_appears_later_lets_the_wukong_converge() {
 async fn a_foreign_vm_with_the_vm_name_is_a_name_conflict_and_left_alone() {
     let harness = Harness::new();
     harness.create(DATA_PVC);
-    harness.api.insert(json!({
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": "web-server-01-vm", "namespace": "prod", "labels": {"team": "legacy"}},
-        "spec": {"runStrategy": "Halted", "template": {"spec": {"domain": {"cpu": {"cores": 1}, "devices": {}}}}},
-    }));
+    harness.api.insert(foreign_vm());
     let foreign_before = harness.api.get("kubevirt.io/v1", "virtualmachines", Some("prod"), "web-server-01-vm");
     harness.create_wukong(WEB);
     let message = refused_with(&harness, "prod", "web-server-01", "NameConflict").await;
@@ -160,6 +181,22 @@ async fn a_foreign_vm_with_the_vm_name_is_a_name_conflict_and_left_alone() {
     assert_eq!(harness.api.get("kubevirt.io/v1", "virtualmachines", Some("prod"), "web-server-01-vm"), foreign_before);
     harness.reconcile("prod", "web-server-01").await.expect("still refused");
     assert_eq!(harness.api.get("kubevirt.io/v1", "virtualmachines", Some("prod"), "web-server-01-vm"), foreign_before);
+}
+
+#[tokio::test]
+async fn a_foreign_vms_running_instance_is_not_reported_as_the_wukongs() {
+    let harness = Harness::new();
+    harness.create(DATA_PVC);
+    harness.api.insert(foreign_vm());
+    harness.api.insert(foreign_instance());
+    harness.create_wukong(WEB);
+    refused_with(&harness, "prod", "web-server-01", "NameConflict").await;
+
+    let status = harness.status("prod", "web-server-01");
+    assert_eq!((status.vm_name, status.node_name, status.ip_address), (None, None, None));
+    let ready = harness.condition("prod", "web-server-01", "Ready");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "VMNotCreated"));
+    assert!(status.networks[0].ip_addresses.is_empty(), "{:?}", status.networks);
 }
 
 #[tokio::test]
