@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use wukong_models::datavolume::DataVolume;
 
 use super::dereference::{CLONE_GRANT_ANNOTATION, Dereferenced, PasswordLookup};
 use crate::api::Wukong;
@@ -144,25 +146,31 @@ fn check_owned_volumes(valid: &ValidWukong, dereferenced: &Dereferenced, refusal
         }
         let name = volume_name(&valid.name, disk);
         let claim = dereferenced.observed.claims.iter().find(|claim| claim.metadata.name.as_deref() == Some(name.as_str()));
-        if let (Some(claim), Some(wanted)) = (claim, valid.disk_sizes.get(index).copied().flatten()) {
-            let current = claim
-                .spec
-                .as_ref()
-                .and_then(|spec| spec.resources.as_ref())
-                .and_then(|resources| resources.requests.as_ref())
-                .and_then(|requests| requests.get("storage"))
-                .map(|quantity| quantity.0.clone());
-            if let Some(current) = current
-                && quantity::parse(&current).is_ok_and(|bytes| wanted < bytes)
-            {
-                refusals.push(refusal(
-                    "DiskShrinkRefused",
-                    format!("spec.disks[{index}].size"),
-                    format!("\"{}\" is smaller than the volume's current \"{current}\"; volumes can grow but never shrink", disk.size.clone().unwrap_or_default()),
-                ));
-            }
-        }
         let data_volume = dereferenced.observed.data_volumes.iter().find(|volume| volume.metadata.name.as_deref() == Some(name.as_str()));
+        let claim_request = claim
+            .and_then(|claim| claim.spec.as_ref())
+            .and_then(|spec| spec.resources.as_ref())
+            .and_then(|resources| resources.requests.as_ref())
+            .and_then(|requests| requests.get("storage"))
+            .map(|quantity| quantity.0.clone());
+        // A DataVolume's own request is the size the disk was given: CDI makes
+        // its claim larger than that (filesystem overhead), which is no shrink.
+        let current = match data_volume {
+            Some(data_volume) => data_volume_request(data_volume),
+            None => claim_request,
+        };
+        if let (Some(current), Some(wanted)) = (current, valid.disk_sizes.get(index).copied().flatten())
+            && quantity::parse(&current).is_ok_and(|bytes| wanted < bytes)
+        {
+            refusals.push(refusal(
+                "DiskShrinkRefused",
+                format!("spec.disks[{index}].size"),
+                format!(
+                    "\"{}\" is smaller than the volume's current \"{current}\"; volumes can grow but never shrink",
+                    disk.size.clone().unwrap_or_default()
+                ),
+            ));
+        }
         if let (Some(data_volume), Some(image)) = (data_volume, &disk.image) {
             let source = data_volume.spec.source.as_ref();
             let imported = source
@@ -178,6 +186,18 @@ fn check_owned_volumes(valid: &ValidWukong, dereferenced: &Dereferenced, refusal
             }
         }
     }
+}
+
+/// The storage a DataVolume asks for (`spec.storage` or `spec.pvc`).
+fn data_volume_request(data_volume: &DataVolume) -> Option<String> {
+    let from_storage =
+        data_volume.spec.storage.as_ref().and_then(|storage| storage.resources.as_ref()).and_then(|resources| resources.requests.as_ref());
+    let from_claim = data_volume.spec.pvc.as_ref().and_then(|pvc| pvc.resources.as_ref()).and_then(|resources| resources.requests.as_ref());
+    let request = from_storage.or(from_claim)?.get("storage")?;
+    Some(match request {
+        IntOrString::Int(bytes) => bytes.to_string(),
+        IntOrString::String(quantity) => quantity.clone(),
+    })
 }
 
 fn passwords(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut Vec<Refusal>) -> BTreeMap<String, String> {
