@@ -379,3 +379,32 @@ async fn a_new_image_for_an_imported_disk_is_refused() {
     let writes = harness.write_summary();
     assert!(writes.iter().all(|write| write.ends_with("/wukongs/web-server-01/status")), "only the status is written: {writes:?}");
 }
+
+#[tokio::test]
+async fn the_filesystem_overhead_cdi_adds_to_an_imported_claim_is_not_a_shrink() {
+    let harness = converged_web().await;
+    // With spec.storage and Filesystem volume mode, CDI requests more than the
+    // DataVolume asks for (80Gi / (1 - 5.5%) ≈ 84.66Gi) for filesystem overhead.
+    seed_cdi_claim(&harness, "90900000000");
+    harness.api.clear_requests();
+    harness.reconcile("prod", "web-server-01").await.expect("reconcile");
+
+    let valid = harness.condition("prod", "web-server-01", "Valid");
+    assert_eq!((valid.status.as_str(), valid.reason.as_str()), ("True", "Valid"), "{}", valid.message);
+    assert_ne!(harness.status("prod", "web-server-01").phase, Some(Phase::Error));
+    let claim: PersistentVolumeClaim = harness.api.get_typed(Some("prod"), "web-server-01-system").expect("claim");
+    assert_eq!(requested(&claim), "90900000000", "the claim is left as CDI made it");
+}
+
+#[tokio::test]
+async fn shrinking_an_imported_disk_below_its_data_volume_is_refused() {
+    let harness = converged_web().await;
+    seed_cdi_claim(&harness, "90900000000");
+    harness.converge("prod", "web-server-01", 3).await;
+    harness.edit_spec("prod", "web-server-01", |spec| set_disk(spec, "system", "size", json!("60Gi")));
+    harness.reconcile("prod", "web-server-01").await.expect("a refusal is not a reconcile error");
+
+    let valid = harness.condition("prod", "web-server-01", "Valid");
+    assert_eq!((valid.status.as_str(), valid.reason.as_str()), ("False", "DiskShrinkRefused"));
+    assert!(valid.message.contains("spec.disks[0].size") && valid.message.contains("80Gi"), "{}", valid.message);
+}
