@@ -93,6 +93,11 @@ pub async fn reconcile(object: Arc<DynamicObject>, context: Arc<Context>) -> Res
 
     let wukong = match parse(&object) {
         Ok(wukong) => wukong,
+        // Cleanup works from the metadata (children are found by UID): a spec
+        // that no longer reads must not keep the finalizer on forever.
+        Err(_) if object.metadata.deletion_timestamp.is_some() => {
+            Wukong { metadata: object.metadata.clone(), spec: crate::api::WukongSpec::default(), status: None }
+        }
         Err(message) => {
             let failure = Failure { reason: "InvalidSpec".to_string(), message, invalid: true };
             let spec = crate::api::WukongSpec::default();
