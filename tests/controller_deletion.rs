@@ -261,3 +261,20 @@ async fn deletion_does_not_wait_for_the_instance_of_a_vm_it_does_not_control() {
     assert!(harness.api.get("kubevirt.io/v1", "virtualmachines", Some("prod"), "web-server-01-vm").is_some());
     assert!(harness.api.get("kubevirt.io/v1", "virtualmachineinstances", Some("prod"), "web-server-01-vm").is_some());
 }
+
+#[tokio::test]
+async fn a_wukong_whose_spec_no_longer_reads_can_still_be_deleted() {
+    let harness = converged_web(false).await;
+    let existing_before = data_pvc(&harness);
+    harness.edit_spec("prod", "web-server-01", |spec| spec["cpu"] = json!("four"));
+    harness.reconcile("prod", "web-server-01").await.expect("reported as an invalid spec");
+    assert_eq!(harness.condition("prod", "web-server-01", "Valid").reason, "InvalidSpec");
+    harness.delete_wukong("prod", "web-server-01").await;
+
+    let action = harness.reconcile("prod", "web-server-01").await.expect("first cleanup pass");
+    assert_eq!(action, Action::requeue(STOP_POLL), "the VM goes first");
+    harness.reconcile("prod", "web-server-01").await.expect("second cleanup pass");
+    assert!(harness.wukong("prod", "web-server-01").is_none(), "the finalizer does not outlive a spec that no longer reads");
+    assert_eq!(children_left(&harness), Vec::<&str>::new());
+    assert_eq!(data_pvc(&harness), existing_before);
+}
