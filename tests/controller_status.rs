@@ -295,3 +295,21 @@ async fn observed_generation_follows_the_generation() {
         assert_eq!(condition.last_transition_time, old.last_transition_time, "{} did not change status", condition.type_);
     }
 }
+
+#[tokio::test]
+async fn a_pending_claim_without_a_class_follows_the_default_class() {
+    let harness = Harness::new();
+    let mut class = storage_class("WaitForFirstConsumer");
+    class["metadata"] = json!({"name": "local", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}});
+    harness.api.insert(class);
+    harness.api.insert(storage_class("Immediate")); // longhorn, not the default
+    harness.create_wukong(&BLANK_ON_LONGHORN.replace(", storageClassName: longhorn", ""));
+    harness.reconcile("default", "wffc-vm").await.expect("reconcile");
+    harness.edit("v1", "persistentvolumeclaims", Some("default"), "wffc-vm-data", |claim| {
+        claim["status"] = json!({"phase": "Pending"});
+    });
+    harness.converge("default", "wffc-vm", 4).await;
+
+    let bound = harness.condition("default", "wffc-vm", "VolumesBound");
+    assert_eq!((bound.status.as_str(), bound.reason.as_str()), ("True", "AllBound"));
+}
