@@ -184,6 +184,7 @@ impl Harness {
 }
 
 /// Helpers for the scenario suites (`tests/controller_*.rs`).
+#[allow(clippy::expect_used, reason = "a failed expectation is a failed test")]
 impl Harness {
     /// One reconcile pass of the stored `namespace/name` with the caches left as
     /// they are: the controller's watches have not caught up with its own writes
