@@ -101,14 +101,67 @@ fn init_logging(format: &str) {
 }
 
 /// A reflector over every object of a kind, as a stream of touched objects
-/// plus the reader of its cache.
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+/// plus the reader of its cache; `sync` learns when the cache is filled.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    sync: &CacheSync,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config.any_semantic())).default_backoff().touched_objects();
+    let stream =
+        reflector::reflector(writer, watcher(api, config.any_semantic())).inspect(sync.tracker()).default_backoff().touched_objects();
     (reader, stream)
+}
+
+/// Whether every watch cache has finished its first list: each reflector
+/// stream with a [`CacheSync::tracker`] counts its cache when it yields its
+/// first `InitDone` (the store has applied it by then). Every tracker must be
+/// made before any stream is polled.
+///
+/// Reconciles and `/readyz` wait on this rather than on
+/// `Store::wait_until_ready`: kube's store readiness (a `DelayedInit` over a
+/// oneshot channel) keeps one waker, so of several tasks waiting on one store
+/// at the same time only the last is woken. The readiness task then never
+/// saw the Wukong store ready (the Controller waits on it too), leaving
+/// `/readyz` at 503, and reconciles started before every cache was ready
+/// could stay parked for good.
+#[derive(Clone)]
+struct CacheSync {
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    ready: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl CacheSync {
+    /// Waits for no cache yet.
+    fn new() -> CacheSync {
+        let (ready, _) = tokio::sync::watch::channel(false);
+        CacheSync { pending: Arc::default(), ready: Arc::new(ready) }
+    }
+
+    /// The hook for one more reflector stream: its first `InitDone` counts its cache.
+    fn tracker<K>(&self) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + Send + 'static {
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let sync = self.clone();
+        let mut counted = false;
+        move |event| {
+            if !counted && matches!(event, Ok(watcher::Event::InitDone)) {
+                counted = true;
+                if sync.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    sync.ready.send_replace(true);
+                }
+            }
+        }
+    }
+
+    /// Resolves once every cache is filled.
+    async fn wait(&self) {
+        let mut ready = self.ready.subscribe();
+        // The sender lives in `self`, so the channel cannot close while waiting.
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
 }
 
 /// Runs the controller with `client` until SIGTERM or Ctrl-C.
@@ -127,18 +180,22 @@ pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::o
     let wukong_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let wukong_writer = reflector::store::Writer::new(resource.clone());
     let wukong_reader = wukong_writer.as_reader();
-    let wukong_stream = reflector::reflector(wukong_writer, kube::runtime::watcher::watcher(wukong_api, watcher::Config::default().any_semantic()))
-        .default_backoff()
-        .touched_objects();
+    let sync = CacheSync::new();
+    let wukong_stream =
+        reflector::reflector(wukong_writer, kube::runtime::watcher::watcher(wukong_api, watcher::Config::default().any_semantic()))
+            .inspect(sync.tracker())
+            .default_backoff()
+            .touched_objects();
 
-    let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(Api::all(client.clone()), watcher::Config::default());
-    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default());
-    let (data_volumes, data_volume_stream) = reflect::<DataVolume>(Api::all(client.clone()), watcher::Config::default());
-    let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(Api::all(client.clone()), watcher::Config::default());
-    let (attachments, attachment_stream) = reflect::<NetworkAttachmentDefinition>(Api::all(client.clone()), watcher::Config::default());
+    let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(Api::all(client.clone()), watcher::Config::default(), &sync);
+    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default(), &sync);
+    let (data_volumes, data_volume_stream) = reflect::<DataVolume>(Api::all(client.clone()), watcher::Config::default(), &sync);
+    let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(Api::all(client.clone()), watcher::Config::default(), &sync);
+    let (attachments, attachment_stream) =
+        reflect::<NetworkAttachmentDefinition>(Api::all(client.clone()), watcher::Config::default(), &sync);
     let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
-    let (secrets, secret_stream) = reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed));
-    let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default());
+    let (secrets, secret_stream) = reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed), &sync);
+    let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default(), &sync);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
 
     let stores = Stores {
@@ -161,10 +218,10 @@ pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::o
     });
 
     let _ = health.wukongs.set(wukong_reader.clone());
-    let ready_stores = context.stores.clone();
+    let ready_sync = sync.clone();
     let ready_health = health.clone();
     tokio::spawn(async move {
-        ready_stores.wait_until_ready().await;
+        ready_sync.wait().await;
         ready_health.caches_ready.store(true, std::sync::atomic::Ordering::Relaxed);
         info!("watch caches synced");
     });
@@ -185,9 +242,10 @@ pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::o
         .run(
             move |object, context| {
                 let metrics = metrics.clone();
+                let sync = sync.clone();
                 async move {
                     let started = std::time::Instant::now();
-                    let result = reconcile_tracked(object, context).await;
+                    let result = reconcile_tracked(object, context, &sync).await;
                     metrics.reconciled(result.is_ok(), started.elapsed());
                     result
                 }
@@ -262,8 +320,8 @@ fn references_claim(wukong: &DynamicObject, namespace: &str, name: &str) -> bool
 
 /// Runs a reconcile once every cache has synced, and keeps the failure count
 /// that [`error_policy`] backs off with.
-async fn reconcile_tracked(object: Arc<DynamicObject>, context: Arc<Context>) -> Result<Action, reconcile::Error> {
-    context.stores.wait_until_ready().await;
+async fn reconcile_tracked(object: Arc<DynamicObject>, context: Arc<Context>, sync: &CacheSync) -> Result<Action, reconcile::Error> {
+    sync.wait().await;
     let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
     let result = reconcile::reconcile(object, context.clone()).await;
     if result.is_ok()
