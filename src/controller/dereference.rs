@@ -57,6 +57,9 @@ pub struct ReferencedClaim {
     pub claim: Option<Arc<PersistentVolumeClaim>>,
     /// Others that use it read-write: "VirtualMachine ns/name" or "Wukong ns/name".
     pub read_write_users: Vec<String>,
+    /// Whether its StorageClass binds on first consumer (a Pending claim then
+    /// binds when the VM's pod is scheduled, so it must not hold the VM back).
+    pub waits_for_first_consumer: bool,
 }
 
 /// What a password reference resolved to.
@@ -119,7 +122,12 @@ pub async fn dereference(context: &Context, wukong: &Wukong) -> Result<Dereferen
             } else {
                 Vec::new()
             };
-            result.claims.insert(index, ReferencedClaim { namespace: claim_namespace, name: existing.name.clone(), claim, read_write_users });
+            let class = claim.as_ref().and_then(|claim| claim.spec.as_ref()).and_then(|spec| spec.storage_class_name.clone()).unwrap_or_default();
+            let waits_for_first_consumer = storage_class_waits(context, &class);
+            result.claims.insert(
+                index,
+                ReferencedClaim { namespace: claim_namespace, name: existing.name.clone(), claim, read_write_users, waits_for_first_consumer },
+            );
         }
     }
 

@@ -90,12 +90,16 @@ fn check_claims(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut
         let field = format!("spec.disks[{index}].existingPVC");
         let read_only = valid.spec.disks.get(*index).and_then(|disk| disk.existing_pvc.as_ref()).and_then(|existing| existing.read_only) == Some(true);
         let shown = format!("\"{}/{}\"", reference.namespace, reference.name);
+        if reference.namespace != valid.namespace && has_clone(valid, dereferenced, *index) {
+            // The clone exists: the VM runs from its own copy, whatever became of the source or its grant.
+            continue;
+        }
         let Some(claim) = &reference.claim else {
             refusals.push(refusal("ClaimNotFound", field, format!("PersistentVolumeClaim {shown} does not exist")));
             continue;
         };
         let phase = claim.status.as_ref().and_then(|status| status.phase.clone()).unwrap_or_else(|| "Pending".to_string());
-        if phase != "Bound" {
+        if phase != "Bound" && !(phase == "Pending" && reference.waits_for_first_consumer && reference.namespace == valid.namespace) {
             refusals.push(refusal("ClaimNotBound", field.clone(), format!("PersistentVolumeClaim {shown} is {phase}, not Bound")));
         }
         let modes = access_modes(claim);
@@ -128,6 +132,13 @@ fn check_claims(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut
     }
 }
 
+/// Whether the clone DataVolume of the cross-namespace disk at `index` exists.
+fn has_clone(valid: &ValidWukong, dereferenced: &Dereferenced, index: usize) -> bool {
+    let Some(disk) = valid.spec.disks.get(index) else { return false };
+    let name = volume_name(&valid.name, disk);
+    dereferenced.observed.data_volumes.iter().any(|volume| volume.metadata.name.as_deref() == Some(name.as_str()))
+}
+
 fn access_modes(claim: &PersistentVolumeClaim) -> Vec<String> {
     claim.spec.as_ref().and_then(|spec| spec.access_modes.clone()).unwrap_or_default()
 }
@@ -147,6 +158,19 @@ fn check_owned_volumes(valid: &ValidWukong, dereferenced: &Dereferenced, refusal
         let name = volume_name(&valid.name, disk);
         let claim = dereferenced.observed.claims.iter().find(|claim| claim.metadata.name.as_deref() == Some(name.as_str()));
         let data_volume = dereferenced.observed.data_volumes.iter().find(|volume| volume.metadata.name.as_deref() == Some(name.as_str()));
+        match (&disk.image, data_volume, claim) {
+            (Some(_), None, Some(_)) => refusals.push(refusal(
+                "SourceChangeRefused",
+                format!("spec.disks[{index}].image"),
+                format!("the disk is a blank volume \"{name}\"; it cannot become an imported disk without losing its data (add a new disk instead)"),
+            )),
+            (None, Some(_), _) => refusals.push(refusal(
+                "SourceChangeRefused",
+                format!("spec.disks[{index}].image"),
+                format!("the disk \"{name}\" was imported from an image; it cannot become a blank volume without losing its data (add a new disk instead)"),
+            )),
+            _ => {}
+        }
         let claim_request = claim
             .and_then(|claim| claim.spec.as_ref())
             .and_then(|spec| spec.resources.as_ref())
