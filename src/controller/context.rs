@@ -62,23 +62,3 @@ pub struct Context {
 pub fn system_clock() -> Clock {
     Arc::new(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
-
-impl Stores {
-    /// Waits until every cache has finished its first list, so a reconcile never
-    /// mistakes a cache that is still filling for an empty cluster.
-    pub async fn wait_until_ready(&self) {
-        let results = [
-            self.wukongs.wait_until_ready().await,
-            self.virtual_machines.wait_until_ready().await,
-            self.instances.wait_until_ready().await,
-            self.data_volumes.wait_until_ready().await,
-            self.claims.wait_until_ready().await,
-            self.attachments.wait_until_ready().await,
-            self.secrets.wait_until_ready().await,
-            self.storage_classes.wait_until_ready().await,
-        ];
-        if results.iter().any(Result::is_err) {
-            tracing::warn!("a watch cache stopped before it was ready");
-        }
-    }
-}

@@ -254,8 +254,11 @@ pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::o
             context,
         )
         .for_each(|result| {
-            if let Err(error) = result {
-                warn!(%error, "reconcile failed");
+            match result {
+                // A Wukong deleted while its reconcile was queued: nothing to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(reference)) => tracing::debug!(%reference, "the Wukong is gone"),
+                Err(error) => warn!(%error, "reconcile failed"),
+                Ok(_) => {}
             }
             futures::future::ready(())
         })
