@@ -50,4 +50,9 @@ pub struct BenchOptions {
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run against an in-memory API server (fake-apiserver) started in this
+    /// process instead of KUBECONFIG's cluster; the operator is given its
+    /// kubeconfig. Measures the operator's own cost without a cluster.
+    #[arg(long)]
+    pub in_memory: bool,
 }

@@ -58,6 +58,37 @@ pub enum BenchError {
     /// Something did not happen in time.
     #[error("failed to {0} within the timeout")]
     Timeout(String),
+    /// The in-memory API server could not start.
+    #[error("failed to start the in-memory API server: {0}")]
+    InMemory(#[source] std::io::Error),
+}
+
+/// A file removed when dropped (the kubeconfig of `--in-memory`).
+pub mod tempfile_path {
+    use std::path::{Path, PathBuf};
+
+    /// A path to a file this process wrote and removes on drop.
+    pub struct TempPath(PathBuf);
+
+    impl TempPath {
+        /// Writes `contents` to a new file in the temporary directory.
+        pub fn write(contents: &str) -> std::io::Result<TempPath> {
+            let path = std::env::temp_dir().join(format!("wukong-bench-{}-{}.kubeconfig", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)));
+            std::fs::write(&path, contents)?;
+            Ok(TempPath(path))
+        }
+
+        /// The path.
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
 }
 
 fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchError {
@@ -65,17 +96,54 @@ fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchErro
     move |source| BenchError::Api { action, source }
 }
 
+/// An in-memory API server for `--in-memory`: its client and the kubeconfig
+/// file the operator is started with.
+pub struct InMemory {
+    /// Client of the in-memory server.
+    pub client: Client,
+    /// Kubeconfig file pointing at it (removed on drop).
+    pub kubeconfig: tempfile_path::TempPath,
+}
+
+/// Starts fake-apiserver on a free loopback port.
+pub async fn start_in_memory() -> Result<InMemory, BenchError> {
+    let io = |source| BenchError::InMemory(source);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
+    let address = listener.local_addr().map_err(io)?;
+    let api = fake_apiserver::FakeApi::new();
+    let client = api.client();
+    tokio::spawn(fake_apiserver::serve(api, listener));
+    let kubeconfig = tempfile_path::TempPath::write(&fake_apiserver::kubeconfig(&format!("http://{address}"))).map_err(io)?;
+    Ok(InMemory { client, kubeconfig })
+}
+
+/// The command that starts the operator: `--operator-cmd`, or with
+/// `--in-memory` the `wukong` binary next to this one serving metrics where
+/// `--operator-metrics` points.
+fn operator_command(options: &BenchOptions) -> Option<String> {
+    if let Some(command) = &options.operator_cmd {
+        return Some(command.clone());
+    }
+    if !options.in_memory {
+        return None;
+    }
+    let address = options.operator_metrics.strip_prefix("http://")?.split('/').next()?.to_string();
+    let binary = std::env::current_exe().ok()?.with_file_name("wukong");
+    Some(format!("exec '{}' run --metrics-addr {address} --concurrency 16", binary.display()))
+}
+
 /// Runs the benchmark.
-pub async fn run(client: Client, options: &BenchOptions) -> Result<Report, BenchError> {
-    let mut operator = match &options.operator_cmd {
-        Some(command) => Some(
-            tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(command)
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|source| BenchError::Operator { command: command.clone(), source })?,
-        ),
+pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std::path::Path>) -> Result<Report, BenchError> {
+    let mut operator = match operator_command(options) {
+        Some(command) => {
+            let mut process = tokio::process::Command::new("sh");
+            // Its own process group, so stopping it also stops what the shell started.
+            process.arg("-c").arg(&command).kill_on_drop(true).process_group(0);
+            if let Some(path) = kubeconfig {
+                process.env("KUBECONFIG", path);
+            }
+            Some(process.spawn().map_err(|source| BenchError::Operator { command, source })?)
+        }
         None => None,
     };
     let deadline = Instant::now() + Duration::from_secs(options.timeout);
@@ -103,6 +171,10 @@ pub async fn run(client: Client, options: &BenchOptions) -> Result<Report, Bench
     sampler.abort();
     let _ = namespaces.delete(&namespace, &DeleteParams::background()).await;
     if let Some(operator) = operator.as_mut() {
+        if let Some(group) = operator.id() {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(format!("-{group}")).status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), operator.wait()).await;
         let _ = operator.kill().await;
     }
     result

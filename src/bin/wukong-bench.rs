@@ -8,14 +8,29 @@ use wukong::bench::BenchOptions;
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = BenchOptions::parse();
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
-        Err(error) => {
-            eprintln!("error: failed to build a Kubernetes client from KUBECONFIG or ~/.kube/config: {error}");
-            return ExitCode::FAILURE;
+    let in_memory = if options.in_memory {
+        match wukong::bench::run::start_in_memory().await {
+            Ok(in_memory) => Some(in_memory),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
         }
+    } else {
+        None
     };
-    match wukong::bench::run::run(client, &options).await {
+    let client = match &in_memory {
+        Some(in_memory) => in_memory.client.clone(),
+        None => match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!("error: failed to build a Kubernetes client from KUBECONFIG or ~/.kube/config: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let kubeconfig = in_memory.as_ref().map(|in_memory| in_memory.kubeconfig.path());
+    match wukong::bench::run::run(client, &options, kubeconfig).await {
         Ok(report) => {
             print!("{}", report.table());
             if let Some(path) = &options.out {
