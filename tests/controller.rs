@@ -36,6 +36,9 @@ async fn creates_every_child_as_rendered_and_reports_creating() {
     let harness = Harness::new();
     harness.create(DATA_PVC);
     harness.create_wukong(WEB);
+    let action = harness.reconcile("prod", "web-server-01").await.expect("reconcile");
+    assert_eq!(action, kube::runtime::controller::Action::requeue(wukong::controller::reconcile::STATUS_AFTER_CREATE));
+    assert!(harness.wukong("prod", "web-server-01").expect("wukong")["status"].is_null(), "the pass that creates the VM leaves the status to the next");
     harness.reconcile("prod", "web-server-01").await.expect("reconcile");
 
     let wukong = harness.wukong("prod", "web-server-01").expect("wukong");

@@ -181,7 +181,8 @@ async fn a_failed_vm_apply_is_returned_and_reported_then_recovered() {
     assert!(harness.event_reasons().contains(&"ApplyFailed".to_string()));
     assert!(harness.api.get_typed::<VirtualMachine>(Some("prod"), "web-server-01-vm").is_none());
 
-    harness.reconcile("prod", "web-server-01").await.expect("the next pass succeeds");
+    harness.reconcile("prod", "web-server-01").await.expect("the next pass creates the VM");
+    harness.reconcile("prod", "web-server-01").await.expect("the pass after it reports");
     let synced = harness.condition("prod", "web-server-01", "Synced");
     assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("True", "Applied"));
     assert_eq!(harness.status("prod", "web-server-01").phase, Some(Phase::Creating));
@@ -252,12 +253,13 @@ async fn a_failed_status_write_is_returned_and_retried() {
     let harness = Harness::new();
     harness.create(DATA_PVC);
     harness.create_wukong(WEB);
+    harness.reconcile("prod", "web-server-01").await.expect("the first pass creates the children");
+    assert!(harness.api.get_typed::<VirtualMachine>(Some("prod"), "web-server-01-vm").is_some(), "the children were applied");
     harness.api.fail_next(|request| request.path == format!("{WUKONG_PATH}/status"), 500, "InternalError");
     let error = harness.reconcile("prod", "web-server-01").await.expect_err("the status write failed");
 
     assert!(matches!(error, Error::Status(_)), "{error:?}");
     assert!(harness.wukong("prod", "web-server-01").expect("wukong")["status"].is_null());
-    assert!(harness.api.get_typed::<VirtualMachine>(Some("prod"), "web-server-01-vm").is_some(), "the children were applied");
     harness.reconcile("prod", "web-server-01").await.expect("the next pass succeeds");
     assert_eq!(harness.status("prod", "web-server-01").phase, Some(Phase::Creating));
 }

@@ -42,7 +42,7 @@ async fn a_pending_existing_claim_of_a_wait_for_first_consumer_class_does_not_ho
     harness.api.insert(storage_class("local", "WaitForFirstConsumer"));
     harness.api.insert(pending_claim("local"));
     harness.create_wukong(FROM_PVC);
-    harness.reconcile("default", "vm-from-pvc").await.expect("reconcile");
+    harness.converge("default", "vm-from-pvc", 4).await;
     assert!(harness.api.get_typed::<VirtualMachine>(Some("default"), "vm-from-pvc-vm").is_some(), "the VM is created");
     assert_eq!(harness.condition("default", "vm-from-pvc", "Valid").status, "True");
 }

@@ -28,6 +28,8 @@ use crate::build::build;
 /// How long a converged Wukong waits before it is looked at again (drift the
 /// watches missed); such a pass writes nothing.
 pub const RESYNC: Duration = Duration::from_secs(600);
+/// When the pass after the one that created the VM runs at the latest.
+pub const STATUS_AFTER_CREATE: Duration = Duration::from_secs(2);
 /// How long a Wukong the cluster refuses waits before it is looked at again,
 /// in case the watches miss the fix.
 pub const REFUSED_RETRY: Duration = Duration::from_secs(120);
@@ -161,6 +163,14 @@ pub async fn reconcile(object: Arc<DynamicObject>, context: Arc<Context>) -> Res
     if !applied.released.is_empty() {
         let note = format!("kept {} (deletionPolicy Retain), no longer in the spec", applied.released.join(", "));
         publish(&context, &reference, EventType::Normal, "Retained", note).await;
+    }
+    if dereferenced.observed.virtual_machine.is_none() && applied.observed.virtual_machine.is_some() {
+        // The VM was just created: its watch event (and those of the other new
+        // children, gathered by the debounce) brings another pass at once, which
+        // reports the settled state. Writing "Creating" now would cost a status
+        // write per new Wukong that the next pass overwrites; the short requeue
+        // guarantees that pass even if no event came.
+        return Ok(Action::requeue(STATUS_AFTER_CREATE));
     }
     let inputs = inputs(&object, &wukong.spec, &dereferenced, &applied.observed, None, previous.as_ref(), &now);
     report(&context, &api, &object, &inputs, previous.as_ref()).await?;
