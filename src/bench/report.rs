@@ -37,6 +37,8 @@ pub struct Report {
     pub idle_seconds: f64,
     /// Highest resident memory of the operator seen during the run.
     pub peak_rss_bytes: f64,
+    /// CPU time the operator spent from the first create to convergence.
+    pub operator_cpu_seconds: f64,
     /// Delete of every Wukong to nothing left.
     pub delete_seconds: f64,
     /// Children still present when the delete wait ended.
@@ -74,6 +76,7 @@ impl Report {
             ("events per wukong", format!("{:.2}", self.events_per_wukong)),
             ("idle writes", format!("{} in {:.0} s", self.idle_writes, self.idle_seconds)),
             ("peak operator RSS", format!("{:.1} MiB", self.peak_rss_bytes / 1_048_576.0)),
+            ("operator CPU to converge", format!("{:.2} s", self.operator_cpu_seconds)),
             ("delete", format!("{:.2} s", self.delete_seconds)),
             ("leftover children", self.leftover_children.to_string()),
             ("unconverged", self.unconverged.to_string()),

@@ -110,10 +110,15 @@ pub async fn start_in_memory() -> Result<InMemory, BenchError> {
     let io = |source| BenchError::InMemory(source);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
     let address = listener.local_addr().map_err(io)?;
-    let api = fake_apiserver::FakeApi::new();
-    let client = api.client();
-    tokio::spawn(fake_apiserver::serve(api, listener));
-    let kubeconfig = tempfile_path::TempPath::write(&fake_apiserver::kubeconfig(&format!("http://{address}"))).map_err(io)?;
+    tokio::spawn(fake_apiserver::serve(fake_apiserver::FakeApi::new(), listener));
+    let text = fake_apiserver::kubeconfig(&format!("http://{address}"));
+    let kubeconfig = tempfile_path::TempPath::write(&text).map_err(io)?;
+    // Over HTTP like the operator, so the baseline and the operator pay the same transport.
+    let parsed = kube::config::Kubeconfig::from_yaml(&text).map_err(|error| BenchError::InMemory(std::io::Error::other(error)))?;
+    let config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|error| BenchError::InMemory(std::io::Error::other(error)))?;
+    let client = Client::try_from(config).map_err(|error| BenchError::InMemory(std::io::Error::other(error)))?;
     Ok(InMemory { client, kubeconfig })
 }
 
@@ -139,6 +144,8 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
             let mut process = tokio::process::Command::new("sh");
             // Its own process group, so stopping it also stops what the shell started.
             process.arg("-c").arg(&command).kill_on_drop(true).process_group(0);
+            // The operator's log goes to stderr: stdout is the report.
+            process.stdout(std::process::Stdio::from(std::io::stderr()));
             if let Some(path) = kubeconfig {
                 process.env("KUBECONFIG", path);
             }
@@ -223,6 +230,7 @@ async fn measure(client: Client, options: &BenchOptions, namespace: &str, before
         idle_writes: idle.writes_since(&after),
         idle_seconds: options.idle_seconds as f64,
         peak_rss_bytes: peak.load(Ordering::Relaxed) as f64,
+        operator_cpu_seconds: after.cpu_seconds.unwrap_or(0.0) - before.cpu_seconds.unwrap_or(0.0),
         delete_seconds,
         leftover_children: leftover,
         missing_children: missing,

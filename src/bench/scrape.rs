@@ -14,6 +14,8 @@ pub struct Sample {
     pub requests: BTreeMap<(String, String), f64>,
     /// `process_resident_memory_bytes`.
     pub resident_bytes: Option<f64>,
+    /// `process_cpu_seconds_total`.
+    pub cpu_seconds: Option<f64>,
 }
 
 const WRITE_VERBS: &[&str] = &["create", "patch", "update", "delete"];
@@ -56,6 +58,8 @@ pub fn parse(text: &str) -> Sample {
         let Ok(value) = value.trim().parse::<f64>() else { continue };
         if series == "process_resident_memory_bytes" {
             sample.resident_bytes = Some(value);
+        } else if series == "process_cpu_seconds_total" {
+            sample.cpu_seconds = Some(value);
         } else if let Some(labels) = series.strip_prefix("wukong_kube_requests_total{").and_then(|rest| rest.strip_suffix('}')) {
             let label = |name: &str| {
                 labels.split(',').find_map(|pair| pair.strip_prefix(&format!("{name}=\""))).map(|value| value.trim_end_matches('"').to_string())
@@ -121,12 +125,13 @@ mod tests {
         let text = "# HELP x\nwukong_kube_requests_total{kind=\"virtualmachines\",verb=\"patch\"} 12\n\
                     wukong_kube_requests_total{kind=\"events\",verb=\"create\"} 5\n\
                     wukong_kube_requests_total{kind=\"secrets\",verb=\"get\"} 3\n\
-                    process_resident_memory_bytes 4.2e7\n";
+                    process_resident_memory_bytes 4.2e7\nprocess_cpu_seconds_total 1.5\n";
         let sample = parse(text);
         let empty = super::Sample::default();
         assert_eq!(sample.writes_since(&empty), 12.0);
         assert_eq!(sample.events_since(&empty), 5.0);
         assert_eq!(sample.reads_since(&empty), 3.0);
         assert_eq!(sample.resident_bytes, Some(4.2e7));
+        assert_eq!(sample.cpu_seconds, Some(1.5));
     }
 }

@@ -81,8 +81,15 @@ pub struct Applied {
     pub observed: Observed,
 }
 
-/// Applies the children and removes the ones no longer wanted.
-pub async fn apply(context: &Context, wukong: &ValidWukong, children: Children, before: &Observed) -> Result<Applied, ApplyError> {
+/// Applies the children and, when `scan_for_orphans` (the spec changed since
+/// the last status, or a pass was cut short), removes the ones no longer wanted.
+pub async fn apply(
+    context: &Context,
+    wukong: &ValidWukong,
+    children: Children,
+    before: &Observed,
+    scan_for_orphans: bool,
+) -> Result<Applied, ApplyError> {
     let client = &context.client;
     let stores = &context.stores;
     let namespace = wukong.namespace.as_str();
@@ -131,7 +138,9 @@ pub async fn apply(context: &Context, wukong: &ValidWukong, children: Children, 
     let current = cached(&stores.virtual_machines, namespace, &children.virtual_machine.name_any());
     applied.observed.virtual_machine = Some(ensure(client, children.virtual_machine, current, &mut applied.written).await?);
 
-    remove_unwanted(context, wukong, &applied.observed.clone(), &mut applied).await?;
+    if scan_for_orphans {
+        remove_unwanted(context, wukong, &applied.observed.clone(), &mut applied).await?;
+    }
     Ok(applied)
 }
 

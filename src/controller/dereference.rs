@@ -18,7 +18,7 @@ use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::context::Context;
-use super::ownership::{cached, is_controlled_by, owned};
+use super::ownership::cached;
 use crate::api::Wukong;
 use crate::build::naming::{cloud_init_secret_name, vm_name};
 use crate::build::network::{attachment_name, has_attachment};
@@ -145,24 +145,36 @@ pub async fn dereference(context: &Context, wukong: &Wukong) -> Result<Dereferen
         }
     }
 
+    // Children are found by the names the spec gives them (constant time per
+    // child); children whose disk or network left the spec are found by the
+    // orphan scan of the apply step.
     let observed = &mut result.observed;
+    let controlled = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.owner_references.iter().flatten().any(|owner| owner.controller == Some(true) && owner.uid == uid)
+    };
     // Only a VM this Wukong controls (and that VM's instance) describes it: a VM
     // that merely has the name belongs to someone else (a NameConflict).
-    observed.virtual_machine =
-        cached(&stores.virtual_machines, &namespace, &vm_name(&name)).filter(|vm| is_controlled_by(vm.as_ref(), &uid));
+    observed.virtual_machine = cached(&stores.virtual_machines, &namespace, &vm_name(&name)).filter(|vm| controlled(&vm.metadata));
     observed.instance = observed.virtual_machine.as_ref().and_then(|_| cached(&stores.instances, &namespace, &vm_name(&name)));
-    observed.data_volumes = owned(&stores.data_volumes, &namespace, &uid);
-    observed.claims = owned(&stores.claims, &namespace, &uid);
-    for data_volume in &observed.data_volumes {
-        let claim_name = data_volume.metadata.name.clone().unwrap_or_default();
-        if let Some(claim) = cached(&stores.claims, &namespace, &claim_name)
-            && !observed.claims.iter().any(|known| known.metadata.name.as_deref() == Some(claim_name.as_str()))
-        {
+    for disk in wukong.spec.disks.iter().filter(|disk| disk.existing_pvc.as_ref().is_none_or(|existing| existing.namespace.as_deref().is_some_and(|other| other != namespace))) {
+        let volume = volume_name(&name, disk);
+        if let Some(data_volume) = cached(&stores.data_volumes, &namespace, &volume).filter(|data_volume| controlled(&data_volume.metadata)) {
+            observed.data_volumes.push(data_volume);
+            // The claim CDI made for it, owned by the DataVolume.
+            observed.claims.extend(cached(&stores.claims, &namespace, &volume));
+        } else if let Some(claim) = cached(&stores.claims, &namespace, &volume).filter(|claim| controlled(&claim.metadata)) {
             observed.claims.push(claim);
         }
     }
-    observed.attachments = owned(&stores.attachments, &namespace, &uid);
-    observed.secrets = owned(&stores.secrets, &namespace, &uid);
+    observed.attachments = wukong
+        .spec
+        .networks
+        .iter()
+        .filter(|network| has_attachment(network))
+        .filter_map(|network| cached(&stores.attachments, &namespace, &attachment_name(&name, network)))
+        .filter(|attachment| controlled(&attachment.metadata))
+        .collect();
+    observed.secrets = cached(&stores.secrets, &namespace, &cloud_init_secret_name(&name)).filter(|secret| controlled(&secret.metadata)).into_iter().collect();
     result.foreign = foreign(context, wukong, &namespace, &uid);
     Ok(result)
 }

@@ -37,7 +37,6 @@ use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use self::context::{Context, Stores, system_clock};
-use self::ownership::controller_uid;
 use crate::api::Wukong;
 use crate::build::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
 
@@ -111,8 +110,9 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher(api, config.any_semantic())).inspect(sync.tracker()).default_backoff().touched_objects();
+    // managedFields are never read and often double an object's size: not cached.
+    let events = watcher(api, config.any_semantic()).modify(|object| object.managed_fields_mut().clear());
+    let stream = reflector::reflector(writer, events).inspect(sync.tracker()).default_backoff().touched_objects();
     (reader, stream)
 }
 
@@ -182,7 +182,10 @@ pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::o
     let wukong_reader = wukong_writer.as_reader();
     let sync = CacheSync::new();
     let wukong_stream =
-        reflector::reflector(wukong_writer, kube::runtime::watcher::watcher(wukong_api, watcher::Config::default().any_semantic()))
+        reflector::reflector(
+            wukong_writer,
+            watcher(wukong_api, watcher::Config::default().any_semantic()).modify(|object| object.managed_fields_mut().clear()),
+        )
             .inspect(sync.tracker())
             .default_backoff()
             .touched_objects();
@@ -290,20 +293,17 @@ fn claim_owners(
         let name = claim.name_any();
         let mut owners = Vec::new();
         if let Some(owner) = claim.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true)) {
-            let wukong_uid = match owner.kind.as_str() {
-                "Wukong" => Some(owner.uid.clone()),
-                "DataVolume" => ownership::cached(&data_volumes, &namespace, &owner.name)
-                    .and_then(|volume| controller_uid(volume.as_ref()).map(str::to_string)),
+            // A claim with a controller (a Wukong's blank disk, CDI's claim of a
+            // DataVolume) is no user's existing claim: map it to its owner only.
+            let wukong = match owner.kind.as_str() {
+                "Wukong" => Some(owner.name.clone()),
+                "DataVolume" => ownership::cached(&data_volumes, &namespace, &owner.name).and_then(|volume| {
+                    volume.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true) && owner.kind == "Wukong").map(|owner| owner.name.clone())
+                }),
                 _ => None,
             };
-            if let Some(uid) = wukong_uid {
-                owners.extend(
-                    wukongs
-                        .state_filter(|wukong| wukong.metadata.uid.as_deref() == Some(uid.as_str()))
-                        .iter()
-                        .map(|wukong| ObjectRef::from_obj_with(wukong.as_ref(), resource.clone())),
-                );
-            }
+            owners.extend(wukong.map(|wukong| ObjectRef::new_with(&wukong, resource.clone()).within(&namespace)));
+            return owners;
         }
         let referencing = wukongs.state_filter(|wukong| references_claim(wukong, &namespace, &name));
         owners.extend(referencing.iter().map(|wukong| ObjectRef::from_obj_with(wukong.as_ref(), resource.clone())));
@@ -314,7 +314,7 @@ fn claim_owners(
 /// Whether a raw Wukong references the claim `namespace/name` as an existing claim.
 fn references_claim(wukong: &DynamicObject, namespace: &str, name: &str) -> bool {
     let own_namespace = wukong.metadata.namespace.as_deref().unwrap_or_default();
-    let disks = wukong.data.pointer("/spec/disks").and_then(serde_json::Value::as_array);
+    let disks = wukong.data.get("spec").and_then(|spec| spec.get("disks")).and_then(serde_json::Value::as_array);
     disks.into_iter().flatten().filter_map(|disk| disk.get("existingPVC")).any(|existing| {
         let claim_namespace = existing.get("namespace").and_then(serde_json::Value::as_str).unwrap_or(own_namespace);
         existing.get("name").and_then(serde_json::Value::as_str) == Some(name) && claim_namespace == namespace

@@ -149,7 +149,10 @@ pub async fn reconcile(object: Arc<DynamicObject>, context: Arc<Context>) -> Res
     };
 
     let children = build(&validated.wukong, &validated.passwords);
-    let applied = match apply(&context, &validated.wukong, children, &dereferenced.observed).await {
+    // Children only become orphans when the spec changes: scan for them when the
+    // generation moved since the last status (which a cut-short pass never wrote).
+    let scan_for_orphans = previous.as_ref().and_then(|status| status.observed_generation) != wukong.metadata.generation;
+    let applied = match apply(&context, &validated.wukong, children, &dereferenced.observed, scan_for_orphans).await {
         Ok(applied) => applied,
         Err(error) => return fail(&context, &api, &object, &wukong, Error::Apply(error), previous.as_ref()).await,
     };
