@@ -4,7 +4,7 @@
 //! stream) or a [`Failure`], with the objects changed like the API server would (resource versions, generations,
 //! finalizers, garbage collection) and every change told to [`Watches`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -34,6 +34,10 @@ pub(crate) struct State {
     /// Overrides of the default per plural.
     pub status_subresources: BTreeMap<String, bool>,
     pub watches: Watches,
+    /// Index of the stored objects by uid, so garbage collection does not scan everything.
+    by_uid: HashMap<String, Key>,
+    /// Index of the stored objects by the uids of their owners.
+    dependents: HashMap<String, BTreeSet<Key>>,
 }
 
 pub(crate) struct Fault {
@@ -172,14 +176,46 @@ impl State {
 
     /// Stores an object (its `resourceVersion` already set) and tells the watches.
     pub fn put(&mut self, key: Key, object: Value) {
-        let before = self.objects.insert(key.clone(), object);
+        let before = self.store(key.clone(), object);
         let after = self.objects.get(&key);
         self.watches.record(&key.api_version, &key.plural, self.resource_version, before, after);
+    }
+
+    /// Stores an object and keeps the uid and owner indexes; returns the object it replaced.
+    fn store(&mut self, key: Key, object: Value) -> Option<Value> {
+        let uid = object["metadata"]["uid"].as_str().map(str::to_owned);
+        let owners: Vec<String> = owner_uids(&object).filter_map(Value::as_str).map(str::to_owned).collect();
+        let before = self.objects.insert(key.clone(), object);
+        if let Some(before) = &before {
+            self.unindex_owners(&key, before);
+        }
+        if let Some(uid) = uid {
+            self.by_uid.insert(uid, key.clone());
+        }
+        for owner in owners {
+            self.dependents.entry(owner).or_default().insert(key.clone());
+        }
+        before
+    }
+
+    fn unindex_owners(&mut self, key: &Key, object: &Value) {
+        for owner in owner_uids(object).filter_map(Value::as_str) {
+            if let Some(keys) = self.dependents.get_mut(owner) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.dependents.remove(owner);
+                }
+            }
+        }
     }
 
     /// Removes an object at a new `resourceVersion` and tells the watches; returns it as removed.
     fn take(&mut self, key: &Key) -> Option<Value> {
         let mut removed = self.objects.remove(key)?;
+        self.unindex_owners(key, &removed);
+        if let Some(uid) = removed["metadata"]["uid"].as_str() {
+            self.by_uid.remove(uid);
+        }
         let version = self.next_resource_version();
         removed["metadata"]["resourceVersion"] = json!(version.to_string());
         self.watches.record(&key.api_version, &key.plural, version, Some(removed.clone()), None);
@@ -321,7 +357,8 @@ impl State {
         updated["metadata"]["resourceVersion"] = json!(self.next_resource_version().to_string());
         if !updated["metadata"]["deletionTimestamp"].is_null() && !has_finalizers(&updated) {
             // The last finalizer went: the update is the removal, seen by watches as DELETED.
-            self.objects.insert(key.clone(), updated.clone());
+            // Stored without telling the watches: its removal (DELETED) follows at once.
+            self.store(key.clone(), updated.clone());
             self.remove(&key, false);
         } else {
             self.put(key, updated.clone());
@@ -359,12 +396,10 @@ impl State {
         if uid.is_null() || self.garbage_collection_disabled {
             return;
         }
-        let dependents: Vec<Key> =
-            self.objects.iter().filter(|(_, object)| owner_uids(object).any(|owner| owner == uid)).map(|(key, _)| key.clone()).collect();
+        let dependents: Vec<Key> = uid.as_str().and_then(|uid| self.dependents.get(uid)).map(|keys| keys.iter().cloned().collect()).unwrap_or_default();
         for dependent in dependents {
             let Some(object) = self.objects.get(&dependent) else { continue };
-            let live_owner =
-                owner_uids(object).any(|owner| owner != uid && self.objects.values().any(|other| other["metadata"]["uid"] == *owner));
+            let live_owner = owner_uids(object).any(|owner| owner != uid && owner.as_str().is_some_and(|owner| self.by_uid.contains_key(owner)));
             if !orphan && !live_owner {
                 self.delete_object(&dependent, false);
             } else {
