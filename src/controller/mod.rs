@@ -105,15 +105,36 @@ fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     sync: &CacheSync,
+    trim: fn(&mut K),
 ) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    // managedFields are never read and often double an object's size: not cached.
-    let events = watcher(api, config.any_semantic()).modify(|object| object.managed_fields_mut().clear());
+    let events = watcher(api, config.any_semantic()).modify(move |object| {
+        trim_metadata(object);
+        trim(object);
+    });
     let stream = reflector::reflector(writer, events).inspect(sync.tracker()).default_backoff().touched_objects();
     (reader, stream)
+}
+
+/// Drops from a cached object what the operator never reads and what often
+/// doubles its size: managedFields and kubectl's last-applied-configuration.
+fn trim_metadata<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Keeps nothing extra.
+fn keep_all<K>(_: &mut K) {}
+
+/// A VMI is read for its labels and status only: its spec (a copy of the VM
+/// template) is not cached.
+fn trim_instance(instance: &mut VirtualMachineInstance) {
+    instance.spec = Default::default();
 }
 
 /// Whether every watch cache has finished its first list: each reflector
@@ -184,21 +205,21 @@ pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::o
     let wukong_stream =
         reflector::reflector(
             wukong_writer,
-            watcher(wukong_api, watcher::Config::default().any_semantic()).modify(|object| object.managed_fields_mut().clear()),
+            watcher(wukong_api, watcher::Config::default().any_semantic()).modify(trim_metadata),
         )
             .inspect(sync.tracker())
             .default_backoff()
             .touched_objects();
 
-    let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(Api::all(client.clone()), watcher::Config::default(), &sync);
-    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default(), &sync);
-    let (data_volumes, data_volume_stream) = reflect::<DataVolume>(Api::all(client.clone()), watcher::Config::default(), &sync);
-    let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(Api::all(client.clone()), watcher::Config::default(), &sync);
+    let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
+    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default(), &sync, trim_instance);
+    let (data_volumes, data_volume_stream) = reflect::<DataVolume>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
+    let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     let (attachments, attachment_stream) =
-        reflect::<NetworkAttachmentDefinition>(Api::all(client.clone()), watcher::Config::default(), &sync);
+        reflect::<NetworkAttachmentDefinition>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
-    let (secrets, secret_stream) = reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed), &sync);
-    let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default(), &sync);
+    let (secrets, secret_stream) = reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed), &sync, keep_all);
+    let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
 
     let stores = Stores {
