@@ -7,8 +7,8 @@
 pub mod api;
 pub mod bench;
 pub mod build;
-pub mod validate;
-pub mod render;
 pub mod cli;
 pub mod controller;
 pub mod operate;
+pub mod render;
+pub mod validate;

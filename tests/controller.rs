@@ -38,7 +38,10 @@ async fn creates_every_child_as_rendered_and_reports_creating() {
     harness.create_wukong(WEB);
     let action = harness.reconcile("prod", "web-server-01").await.expect("reconcile");
     assert_eq!(action, kube::runtime::controller::Action::requeue(wukong::controller::reconcile::STATUS_AFTER_CREATE));
-    assert!(harness.wukong("prod", "web-server-01").expect("wukong")["status"].is_null(), "the pass that creates the VM leaves the status to the next");
+    assert!(
+        harness.wukong("prod", "web-server-01").expect("wukong")["status"].is_null(),
+        "the pass that creates the VM leaves the status to the next"
+    );
     harness.reconcile("prod", "web-server-01").await.expect("reconcile");
 
     let wukong = harness.wukong("prod", "web-server-01").expect("wukong");

@@ -101,7 +101,10 @@ async fn a_blank_disk_cannot_become_an_imported_one() {
     let valid = harness.condition("default", "hybrid-vm", "Valid");
     assert_eq!((valid.status.as_str(), valid.reason.as_str()), ("False", "SourceChangeRefused"), "{}", valid.message);
     assert!(valid.message.contains("spec.disks[2].image"), "{}", valid.message);
-    assert!(harness.api.get("cdi.kubevirt.io/v1beta1", "datavolumes", Some("default"), "hybrid-vm-cache").is_none(), "no DataVolume collides with the claim");
+    assert!(
+        harness.api.get("cdi.kubevirt.io/v1beta1", "datavolumes", Some("default"), "hybrid-vm-cache").is_none(),
+        "no DataVolume collides with the claim"
+    );
 }
 
 #[tokio::test]

@@ -396,10 +396,12 @@ impl State {
         if uid.is_null() || self.garbage_collection_disabled {
             return;
         }
-        let dependents: Vec<Key> = uid.as_str().and_then(|uid| self.dependents.get(uid)).map(|keys| keys.iter().cloned().collect()).unwrap_or_default();
+        let dependents: Vec<Key> =
+            uid.as_str().and_then(|uid| self.dependents.get(uid)).map(|keys| keys.iter().cloned().collect()).unwrap_or_default();
         for dependent in dependents {
             let Some(object) = self.objects.get(&dependent) else { continue };
-            let live_owner = owner_uids(object).any(|owner| owner != uid && owner.as_str().is_some_and(|owner| self.by_uid.contains_key(owner)));
+            let live_owner =
+                owner_uids(object).any(|owner| owner != uid && owner.as_str().is_some_and(|owner| self.by_uid.contains_key(owner)));
             if !orphan && !live_owner {
                 self.delete_object(&dependent, false);
             } else {

@@ -56,9 +56,17 @@ async fn play_kubevirt(client: Client, namespace: String) {
 /// The running instance KubeVirt would make for a VM.
 fn instance_for(vm: &VirtualMachine) -> VirtualMachineInstance {
     let template = &vm.spec.template;
-    let labels = template.metadata.as_ref().and_then(|metadata| metadata.get("labels")).and_then(|labels| serde_json::from_value(labels.clone()).ok());
-    let spec: VirtualMachineInstanceSpec =
-        template.spec.as_ref().and_then(|spec| serde_json::to_value(spec).ok()).and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.get("labels"))
+        .and_then(|labels| serde_json::from_value(labels.clone()).ok());
+    let spec: VirtualMachineInstanceSpec = template
+        .spec
+        .as_ref()
+        .and_then(|spec| serde_json::to_value(spec).ok())
+        .and_then(|value| serde_json::from_value(value).ok())
+        .unwrap_or_default();
     let status = serde_json::json!({
         "phase": "Running",
         "nodeName": "bench-node",
@@ -83,7 +91,9 @@ async fn play_cdi(client: Client, namespace: String) {
     let mut events = watcher::watcher(volumes.clone(), watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
         let Ok(Event::Apply(volume) | Event::InitApply(volume)) = event else { continue };
-        if volume.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Succeeded") || volume.metadata.deletion_timestamp.is_some() {
+        if volume.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Succeeded")
+            || volume.metadata.deletion_timestamp.is_some()
+        {
             continue;
         }
         let size = volume
@@ -115,7 +125,10 @@ async fn play_cdi(client: Client, namespace: String) {
             },
             spec: Some(PersistentVolumeClaimSpec {
                 access_modes: Some(vec!["ReadWriteOnce".to_string()]),
-                resources: Some(VolumeResourceRequirements { requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])), limits: None }),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])),
+                    limits: None,
+                }),
                 ..PersistentVolumeClaimSpec::default()
             }),
             status: None,
@@ -133,10 +146,16 @@ async fn play_storage(client: Client, namespace: String) {
     let mut events = watcher::watcher(claims.clone(), watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
         let Ok(Event::Apply(claim) | Event::InitApply(claim)) = event else { continue };
-        if claim.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Bound") || claim.metadata.deletion_timestamp.is_some() {
+        if claim.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Bound") || claim.metadata.deletion_timestamp.is_some()
+        {
             continue;
         }
-        let capacity = claim.spec.as_ref().and_then(|spec| spec.resources.as_ref()).and_then(|resources| resources.requests.clone()).unwrap_or_default();
+        let capacity = claim
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.resources.as_ref())
+            .and_then(|resources| resources.requests.clone())
+            .unwrap_or_default();
         let status = serde_json::json!({"status": {"phase": "Bound", "capacity": capacity, "accessModes": ["ReadWriteOnce"]}});
         if let Err(error) = claims.patch_status(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await {
             debug!(%error, "claim status not set");

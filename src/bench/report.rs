@@ -70,7 +70,10 @@ impl Report {
         let mut rows = vec![
             ("wukongs", self.count.to_string()),
             ("converge", format!("{:.2} s", self.converge_seconds)),
-            ("latency p50 / p95 / p99", format!("{:.3} / {:.3} / {:.3} s", self.latency_seconds.p50, self.latency_seconds.p95, self.latency_seconds.p99)),
+            (
+                "latency p50 / p95 / p99",
+                format!("{:.3} / {:.3} / {:.3} s", self.latency_seconds.p50, self.latency_seconds.p95, self.latency_seconds.p99),
+            ),
             ("writes per wukong", format!("{:.2}", self.writes_per_wukong)),
             ("reads per wukong", format!("{:.2}", self.reads_per_wukong)),
             ("events per wukong", format!("{:.2}", self.events_per_wukong)),

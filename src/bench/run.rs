@@ -73,7 +73,11 @@ pub mod tempfile_path {
     impl TempPath {
         /// Writes `contents` to a new file in the temporary directory.
         pub fn write(contents: &str) -> std::io::Result<TempPath> {
-            let path = std::env::temp_dir().join(format!("wukong-bench-{}-{}.kubeconfig", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)));
+            let path = std::env::temp_dir().join(format!(
+                "wukong-bench-{}-{}.kubeconfig",
+                std::process::id(),
+                chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+            ));
             std::fs::write(&path, contents)?;
             Ok(TempPath(path))
         }
@@ -200,8 +204,10 @@ async fn measure(client: Client, options: &BenchOptions, namespace: &str, before
     }
     watch.abort();
     let done = converged.lock().await.clone();
-    let latencies: Vec<f64> =
-        created.iter().filter_map(|(name, created_at)| done.get(name).map(|at| at.saturating_duration_since(*created_at).as_secs_f64())).collect();
+    let latencies: Vec<f64> = created
+        .iter()
+        .filter_map(|(name, created_at)| done.get(name).map(|at| at.saturating_duration_since(*created_at).as_secs_f64()))
+        .collect();
     let converge_seconds = done.values().max().map_or(0.0, |last| last.saturating_duration_since(started).as_secs_f64());
     let after = scrape(&options.operator_metrics).await?;
     let count = created.len().max(1) as f64;
@@ -294,7 +300,10 @@ pub fn is_converged(object: &DynamicObject, expected: &str) -> bool {
     let observed = status.and_then(|status| status.get("observedGeneration")).and_then(serde_json::Value::as_i64);
     let phase = status.and_then(|status| status.get("phase")).and_then(serde_json::Value::as_str);
     let synced = status.and_then(|status| status.get("conditions")).and_then(serde_json::Value::as_array).is_some_and(|conditions| {
-        conditions.iter().any(|condition| condition.get("type").and_then(serde_json::Value::as_str) == Some("Synced") && condition.get("status").and_then(serde_json::Value::as_str) == Some("True"))
+        conditions.iter().any(|condition| {
+            condition.get("type").and_then(serde_json::Value::as_str) == Some("Synced")
+                && condition.get("status").and_then(serde_json::Value::as_str) == Some("True")
+        })
     });
     observed.is_some() && observed == object.metadata.generation && phase == Some(expected) && synced
 }
@@ -308,8 +317,18 @@ async fn missing_children(client: &Client, namespace: &str, expected: usize) -> 
 async fn count_children(client: &Client, namespace: &str) -> Result<usize, BenchError> {
     let selector = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     let mut total = 0;
-    total += Api::<VirtualMachine>::namespaced(client.clone(), namespace).list_metadata(&selector).await.map_err(api_error("list VirtualMachines"))?.items.len();
-    total += Api::<DataVolume>::namespaced(client.clone(), namespace).list_metadata(&selector).await.map_err(api_error("list DataVolumes"))?.items.len();
+    total += Api::<VirtualMachine>::namespaced(client.clone(), namespace)
+        .list_metadata(&selector)
+        .await
+        .map_err(api_error("list VirtualMachines"))?
+        .items
+        .len();
+    total += Api::<DataVolume>::namespaced(client.clone(), namespace)
+        .list_metadata(&selector)
+        .await
+        .map_err(api_error("list DataVolumes"))?
+        .items
+        .len();
     total += Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
         .list_metadata(&selector)
         .await
@@ -322,13 +341,21 @@ async fn count_children(client: &Client, namespace: &str) -> Result<usize, Bench
         .map_err(api_error("list NetworkAttachmentDefinitions"))?
         .items
         .len();
-    total += Api::<Secret>::namespaced(client.clone(), namespace).list_metadata(&selector).await.map_err(api_error("list Secrets"))?.items.len();
+    total +=
+        Api::<Secret>::namespaced(client.clone(), namespace).list_metadata(&selector).await.map_err(api_error("list Secrets"))?.items.len();
     Ok(total)
 }
 
 async fn delete_all(client: &Client, options: &BenchOptions, namespace: &str) -> Result<(), BenchError> {
     let api: Api<Wukong> = Api::namespaced(client.clone(), namespace);
-    let names: Vec<String> = api.list_metadata(&ListParams::default()).await.map_err(api_error("list Wukongs"))?.items.iter().map(|item| item.name_any()).collect();
+    let names: Vec<String> = api
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(api_error("list Wukongs"))?
+        .items
+        .iter()
+        .map(|item| item.name_any())
+        .collect();
     let results: Vec<Result<(), BenchError>> = stream::iter(names)
         .map(|name| {
             let api = api.clone();

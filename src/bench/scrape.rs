@@ -62,7 +62,10 @@ pub fn parse(text: &str) -> Sample {
             sample.cpu_seconds = Some(value);
         } else if let Some(labels) = series.strip_prefix("wukong_kube_requests_total{").and_then(|rest| rest.strip_suffix('}')) {
             let label = |name: &str| {
-                labels.split(',').find_map(|pair| pair.strip_prefix(&format!("{name}=\""))).map(|value| value.trim_end_matches('"').to_string())
+                labels
+                    .split(',')
+                    .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
+                    .map(|value| value.trim_end_matches('"').to_string())
             };
             if let (Some(verb), Some(kind)) = (label("verb"), label("kind")) {
                 sample.requests.insert((verb, kind), value);

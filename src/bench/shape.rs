@@ -3,9 +3,7 @@
 //! In: a shape name, a namespace and an index. Out: a Wukong of that shape and
 //! the number of children the operator makes for it.
 
-use crate::api::{
-    CloudInit, Disk, IpConfig, IpMode, Network, NetworkType, User, Wukong, WukongSpec,
-};
+use crate::api::{CloudInit, Disk, IpConfig, IpMode, Network, NetworkType, User, Wukong, WukongSpec};
 
 /// Shapes of benchmark Wukongs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -33,7 +31,9 @@ pub fn wukong(shape: Shape, namespace: &str, index: usize) -> Wukong {
     let pod = Network { name: "default".to_string(), network_type: NetworkType::Pod, ..Network::default() };
     let blank = Disk { name: "data".to_string(), size: Some("10Gi".to_string()), ..Disk::default() };
     let spec = match shape {
-        Shape::Minimal => WukongSpec { cpu: 1, memory: "1Gi".to_string(), networks: vec![pod], disks: vec![blank], ..WukongSpec::default() },
+        Shape::Minimal => {
+            WukongSpec { cpu: 1, memory: "1Gi".to_string(), networks: vec![pod], disks: vec![blank], ..WukongSpec::default() }
+        }
         Shape::Default => {
             let third = (index / 250) % 250;
             let fourth = index % 250 + 2;

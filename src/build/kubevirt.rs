@@ -108,7 +108,10 @@ fn disks_and_volumes(wukong: &ValidWukong) -> (Vec<VirtualMachineTemplateSpecDom
     if needs_cloud_init(wukong) {
         disks.push(VirtualMachineTemplateSpecDomainDevicesDisks {
             name: CLOUD_INIT_DISK.to_string(),
-            disk: Some(VirtualMachineTemplateSpecDomainDevicesDisksDisk { bus: Some(DiskBus::Virtio.as_str().to_string()), ..Default::default() }),
+            disk: Some(VirtualMachineTemplateSpecDomainDevicesDisksDisk {
+                bus: Some(DiskBus::Virtio.as_str().to_string()),
+                ..Default::default()
+            }),
             ..Default::default()
         });
         let secret = cloud_init_secret_name(&wukong.name);

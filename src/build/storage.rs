@@ -72,10 +72,10 @@ fn data_volume(wukong: &ValidWukong, disk: &Disk) -> Option<DataVolume> {
     };
     let storage = DataVolumeStorage {
         access_modes: disk.access_mode.map(|mode| vec![mode.as_str().to_string()]),
-        resources: disk
-            .size
-            .as_ref()
-            .map(|size| DataVolumeStorageResources { requests: Some(BTreeMap::from([("storage".to_string(), size_value(size))])), limits: None }),
+        resources: disk.size.as_ref().map(|size| DataVolumeStorageResources {
+            requests: Some(BTreeMap::from([("storage".to_string(), size_value(size))])),
+            limits: None,
+        }),
         storage_class_name: disk.storage_class_name.clone(),
         volume_mode: disk.volume_mode.map(|mode| mode.as_str().to_string()),
         ..DataVolumeStorage::default()
@@ -89,7 +89,10 @@ fn data_volume(wukong: &ValidWukong, disk: &Disk) -> Option<DataVolume> {
 
 fn image_source(image: &str) -> DataVolumeSource {
     if image.starts_with("docker://") {
-        DataVolumeSource { registry: Some(DataVolumeSourceRegistry { url: Some(image.to_string()), ..Default::default() }), ..Default::default() }
+        DataVolumeSource {
+            registry: Some(DataVolumeSourceRegistry { url: Some(image.to_string()), ..Default::default() }),
+            ..Default::default()
+        }
     } else {
         DataVolumeSource { http: Some(DataVolumeSourceHttp { url: image.to_string(), ..Default::default() }), ..Default::default() }
     }

@@ -159,9 +159,10 @@ where
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    let result = api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired)).await.map_err(|source| {
-        ApplyError::Apply { kind: kind_name::<K>(), namespace: namespace.clone(), name: name.clone(), source }
-    })?;
+    let result = api
+        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired))
+        .await
+        .map_err(|source| ApplyError::Apply { kind: kind_name::<K>(), namespace: namespace.clone(), name: name.clone(), source })?;
     written.push(format!("{} {name}", K::kind(&())));
     Ok(Arc::new(result))
 }

@@ -16,7 +16,7 @@ use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
 
-use super::apply::{ApplyError, Applied, is_retained, remove};
+use super::apply::{Applied, ApplyError, is_retained, remove};
 use super::context::Context;
 use super::ownership::{FINALIZER, cached, is_controlled_by, owned};
 use crate::api::Wukong;
@@ -136,7 +136,8 @@ pub async fn cleanup(context: &Context, wukong: &Wukong) -> Result<(Cleaned, Act
 async fn remove_finalizer(context: &Context, wukong: &Wukong) -> Result<(), CleanupError> {
     let namespace = wukong.metadata.namespace.clone().unwrap_or_default();
     let name = wukong.metadata.name.clone().unwrap_or_default();
-    let finalizers: Vec<String> = wukong.metadata.finalizers.iter().flatten().filter(|finalizer| *finalizer != FINALIZER).cloned().collect();
+    let finalizers: Vec<String> =
+        wukong.metadata.finalizers.iter().flatten().filter(|finalizer| *finalizer != FINALIZER).cloned().collect();
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": wukong.metadata.resource_version}});
     let api: Api<DynamicObject> = Api::namespaced_with(context.client.clone(), &namespace, &super::wukong_resource());
     match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {

@@ -117,21 +117,27 @@ pub async fn dereference(context: &Context, wukong: &Wukong) -> Result<Dereferen
         if let Some(existing) = &disk.existing_pvc {
             let claim_namespace = existing.namespace.clone().unwrap_or_else(|| namespace.clone());
             let claim = cached(&stores.claims, &claim_namespace, &existing.name);
-            let read_write_users = if claim_namespace == namespace {
-                read_write_users(context, wukong, &claim_namespace, &existing.name)
-            } else {
-                Vec::new()
-            };
-            let class = claim.as_ref().and_then(|claim| claim.spec.as_ref()).and_then(|spec| spec.storage_class_name.clone()).unwrap_or_default();
+            let read_write_users =
+                if claim_namespace == namespace { read_write_users(context, wukong, &claim_namespace, &existing.name) } else { Vec::new() };
+            let class =
+                claim.as_ref().and_then(|claim| claim.spec.as_ref()).and_then(|spec| spec.storage_class_name.clone()).unwrap_or_default();
             let waits_for_first_consumer = storage_class_waits(context, &class);
             result.claims.insert(
                 index,
-                ReferencedClaim { namespace: claim_namespace, name: existing.name.clone(), claim, read_write_users, waits_for_first_consumer },
+                ReferencedClaim {
+                    namespace: claim_namespace,
+                    name: existing.name.clone(),
+                    claim,
+                    read_write_users,
+                    waits_for_first_consumer,
+                },
             );
         }
     }
 
-    for class in wukong.spec.disks.iter().filter(|disk| disk.existing_pvc.is_none()).map(|disk| disk.storage_class_name.clone().unwrap_or_default()) {
+    for class in
+        wukong.spec.disks.iter().filter(|disk| disk.existing_pvc.is_none()).map(|disk| disk.storage_class_name.clone().unwrap_or_default())
+    {
         let waits = storage_class_waits(context, &class);
         result.wait_for_first_consumer.insert(class, waits);
     }
@@ -156,9 +162,12 @@ pub async fn dereference(context: &Context, wukong: &Wukong) -> Result<Dereferen
     // that merely has the name belongs to someone else (a NameConflict).
     observed.virtual_machine = cached(&stores.virtual_machines, &namespace, &vm_name(&name)).filter(|vm| controlled(&vm.metadata));
     observed.instance = observed.virtual_machine.as_ref().and_then(|_| cached(&stores.instances, &namespace, &vm_name(&name)));
-    for disk in wukong.spec.disks.iter().filter(|disk| disk.existing_pvc.as_ref().is_none_or(|existing| existing.namespace.as_deref().is_some_and(|other| other != namespace))) {
+    for disk in wukong.spec.disks.iter().filter(|disk| {
+        disk.existing_pvc.as_ref().is_none_or(|existing| existing.namespace.as_deref().is_some_and(|other| other != namespace))
+    }) {
         let volume = volume_name(&name, disk);
-        if let Some(data_volume) = cached(&stores.data_volumes, &namespace, &volume).filter(|data_volume| controlled(&data_volume.metadata)) {
+        if let Some(data_volume) = cached(&stores.data_volumes, &namespace, &volume).filter(|data_volume| controlled(&data_volume.metadata))
+        {
             observed.data_volumes.push(data_volume);
             // The claim CDI made for it, owned by the DataVolume.
             observed.claims.extend(cached(&stores.claims, &namespace, &volume));
@@ -174,7 +183,10 @@ pub async fn dereference(context: &Context, wukong: &Wukong) -> Result<Dereferen
         .filter_map(|network| cached(&stores.attachments, &namespace, &attachment_name(&name, network)))
         .filter(|attachment| controlled(&attachment.metadata))
         .collect();
-    observed.secrets = cached(&stores.secrets, &namespace, &cloud_init_secret_name(&name)).filter(|secret| controlled(&secret.metadata)).into_iter().collect();
+    observed.secrets = cached(&stores.secrets, &namespace, &cloud_init_secret_name(&name))
+        .filter(|secret| controlled(&secret.metadata))
+        .into_iter()
+        .collect();
     result.foreign = foreign(context, wukong, &namespace, &uid);
     Ok(result)
 }
@@ -204,7 +216,9 @@ fn foreign(context: &Context, wukong: &Wukong, namespace: &str, uid: &str) -> Ve
     }
     for disk in wukong.spec.disks.iter() {
         let volume = volume_name(&name, disk);
-        if disk.image.is_some() || disk.existing_pvc.as_ref().is_some_and(|existing| existing.namespace.as_deref().is_some_and(|other| other != namespace)) {
+        if disk.image.is_some()
+            || disk.existing_pvc.as_ref().is_some_and(|existing| existing.namespace.as_deref().is_some_and(|other| other != namespace))
+        {
             check("DataVolume", cached(&stores.data_volumes, namespace, &volume).map(|data_volume| probe(&data_volume.metadata)));
         } else if disk.existing_pvc.is_none() {
             check("PersistentVolumeClaim", cached(&stores.claims, namespace, &volume).map(|claim| probe(&claim.metadata)));
@@ -292,6 +306,10 @@ async fn read_password(context: &Context, namespace: &str, name: &str, key: &str
     let Some(secret) = secret else {
         return Ok(PasswordLookup::SecretMissing);
     };
-    let value = secret.data.as_ref().and_then(|data| data.get(key)).map(|bytes| String::from_utf8_lossy(&bytes.0).trim_end_matches('\n').to_string());
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .map(|bytes| String::from_utf8_lossy(&bytes.0).trim_end_matches('\n').to_string());
     Ok(value.map_or(PasswordLookup::KeyMissing, PasswordLookup::Found))
 }

@@ -196,29 +196,33 @@ pub async fn run(client: Client, options: RunOptions) {
 
 /// Runs the controller until a shutdown signal or until `stop` resolves,
 /// reporting readiness and metrics through `health`.
-pub async fn run_until(client: Client, options: RunOptions, health: Arc<crate::operate::http::Health>, stop: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run_until(
+    client: Client,
+    options: RunOptions,
+    health: Arc<crate::operate::http::Health>,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let resource = wukong_resource();
     let wukong_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let wukong_writer = reflector::store::Writer::new(resource.clone());
     let wukong_reader = wukong_writer.as_reader();
     let sync = CacheSync::new();
     let wukong_stream =
-        reflector::reflector(
-            wukong_writer,
-            watcher(wukong_api, watcher::Config::default().any_semantic()).modify(trim_metadata),
-        )
+        reflector::reflector(wukong_writer, watcher(wukong_api, watcher::Config::default().any_semantic()).modify(trim_metadata))
             .inspect(sync.tracker())
             .default_backoff()
             .touched_objects();
 
     let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
-    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default(), &sync, trim_instance);
+    let (instances, instance_stream) =
+        reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default(), &sync, trim_instance);
     let (data_volumes, data_volume_stream) = reflect::<DataVolume>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     let (attachments, attachment_stream) =
         reflect::<NetworkAttachmentDefinition>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
-    let (secrets, secret_stream) = reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed), &sync, keep_all);
+    let (secrets, secret_stream) =
+        reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed), &sync, keep_all);
     let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
 
@@ -319,7 +323,13 @@ fn claim_owners(
             let wukong = match owner.kind.as_str() {
                 "Wukong" => Some(owner.name.clone()),
                 "DataVolume" => ownership::cached(&data_volumes, &namespace, &owner.name).and_then(|volume| {
-                    volume.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true) && owner.kind == "Wukong").map(|owner| owner.name.clone())
+                    volume
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .find(|owner| owner.controller == Some(true) && owner.kind == "Wukong")
+                        .map(|owner| owner.name.clone())
                 }),
                 _ => None,
             };

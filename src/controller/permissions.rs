@@ -43,4 +43,5 @@ pub const CLUSTER: &[Permission] = &[
 ];
 
 /// Access in the operator's own namespace, granted by a Role: the leader lease.
-pub const LEADER_ELECTION: &[Permission] = &[Permission { group: "coordination.k8s.io", resource: "leases", verbs: &["get", "create", "patch"] }];
+pub const LEADER_ELECTION: &[Permission] =
+    &[Permission { group: "coordination.k8s.io", resource: "leases", verbs: &["get", "create", "patch"] }];

@@ -161,7 +161,14 @@ pub async fn reconcile(object: Arc<DynamicObject>, context: Arc<Context>) -> Res
         publish(&context, &reference, EventType::Normal, "Applied", format!("applied {}", applied.written.join(", "))).await;
     }
     if !applied.deleted.is_empty() {
-        publish(&context, &reference, EventType::Normal, "Removed", format!("deleted {}, no longer in the spec", applied.deleted.join(", "))).await;
+        publish(
+            &context,
+            &reference,
+            EventType::Normal,
+            "Removed",
+            format!("deleted {}, no longer in the spec", applied.deleted.join(", ")),
+        )
+        .await;
     }
     if !applied.released.is_empty() {
         let note = format!("kept {} (deletionPolicy Retain), no longer in the spec", applied.released.join(", "));
@@ -280,6 +287,10 @@ async fn add_finalizer(api: &Api<DynamicObject>, wukong: &Wukong) -> Result<(), 
     let mut finalizers = wukong.metadata.finalizers.clone().unwrap_or_default();
     finalizers.push(FINALIZER.to_string());
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": wukong.metadata.resource_version}});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| Error::Finalizer { namespace, name, source })?;
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| Error::Finalizer {
+        namespace,
+        name,
+        source,
+    })?;
     Ok(())
 }

@@ -108,7 +108,9 @@ pub fn compute(inputs: &Inputs<'_>) -> WukongStatus {
             .map_or_else(|| inputs.now.to_string(), |old| old.last_transition_time.clone());
     }
     let ip_address = networks.iter().flat_map(|network| network.ip_addresses.first()).next().cloned().or_else(|| {
-        instance_status.and_then(|status| status.interfaces.as_ref()).and_then(|interfaces| interfaces.iter().find_map(|nic| nic.ip_address.clone()))
+        instance_status
+            .and_then(|status| status.interfaces.as_ref())
+            .and_then(|interfaces| interfaces.iter().find_map(|nic| nic.ip_address.clone()))
     });
     WukongStatus {
         phase: Some(phase),
@@ -130,7 +132,8 @@ fn phase(inputs: &Inputs<'_>) -> Phase {
     if inputs.observed.virtual_machine.is_none() {
         return Phase::Pending;
     }
-    let instance_phase = inputs.observed.instance.as_ref().and_then(|instance| instance.status.as_ref()).and_then(|status| status.phase.as_deref());
+    let instance_phase =
+        inputs.observed.instance.as_ref().and_then(|instance| instance.status.as_ref()).and_then(|status| status.phase.as_deref());
     match instance_phase {
         Some("Running") => Phase::Running,
         Some("Failed" | "Unknown") => Phase::Error,
@@ -169,8 +172,12 @@ fn ready_condition(inputs: &Inputs<'_>, phase: Phase) -> Condition {
         .is_some_and(|condition| condition.status == "True");
     match (instance_phase.as_str(), ready) {
         ("Running", true) => condition(types::READY, true, "VMIRunning", format!("VirtualMachineInstance \"{vm}\" is running and ready")),
-        ("Running", false) => condition(types::READY, false, "VMINotReady", format!("VirtualMachineInstance \"{vm}\" is running but not ready")),
-        ("Failed" | "Unknown", _) => condition(types::READY, false, "VMIFailed", format!("VirtualMachineInstance \"{vm}\" is {instance_phase}")),
+        ("Running", false) => {
+            condition(types::READY, false, "VMINotReady", format!("VirtualMachineInstance \"{vm}\" is running but not ready"))
+        }
+        ("Failed" | "Unknown", _) => {
+            condition(types::READY, false, "VMIFailed", format!("VirtualMachineInstance \"{vm}\" is {instance_phase}"))
+        }
         (other, _) => condition(types::READY, false, &format!("VMI{other}"), format!("VirtualMachineInstance \"{vm}\" is {other}")),
     }
 }
@@ -180,7 +187,12 @@ fn networks_condition(networks: &[NetworkStatus]) -> Condition {
     if missing.is_empty() {
         condition(types::NETWORKS_CONFIGURED, true, "AttachmentsExist", format!("{} network(s) configured", networks.len()))
     } else {
-        condition(types::NETWORKS_CONFIGURED, false, "AttachmentMissing", format!("NetworkAttachmentDefinition \"{}\" does not exist", missing.join("\", \"")))
+        condition(
+            types::NETWORKS_CONFIGURED,
+            false,
+            "AttachmentMissing",
+            format!("NetworkAttachmentDefinition \"{}\" does not exist", missing.join("\", \"")),
+        )
     }
 }
 
@@ -213,12 +225,10 @@ fn synced_condition(failure: Option<&Failure>) -> Condition {
 }
 
 fn restart_condition(observed: &Observed) -> Condition {
-    let restart = observed
-        .virtual_machine
-        .as_ref()
-        .and_then(|vm| vm.status.as_ref())
-        .and_then(|status| status.conditions.as_ref())
-        .and_then(|conditions| conditions.iter().find(|condition| condition.r#type == types::RESTART_REQUIRED && condition.status == "True"));
+    let restart =
+        observed.virtual_machine.as_ref().and_then(|vm| vm.status.as_ref()).and_then(|status| status.conditions.as_ref()).and_then(
+            |conditions| conditions.iter().find(|condition| condition.r#type == types::RESTART_REQUIRED && condition.status == "True"),
+        );
     match restart {
         Some(found) => condition(
             types::RESTART_REQUIRED,
@@ -231,7 +241,8 @@ fn restart_condition(observed: &Observed) -> Condition {
 }
 
 fn network_statuses(inputs: &Inputs<'_>) -> Vec<NetworkStatus> {
-    let interfaces = inputs.observed.instance.as_ref().and_then(|instance| instance.status.as_ref()).and_then(|status| status.interfaces.as_ref());
+    let interfaces =
+        inputs.observed.instance.as_ref().and_then(|instance| instance.status.as_ref()).and_then(|status| status.interfaces.as_ref());
     inputs
         .spec
         .networks
@@ -241,7 +252,8 @@ fn network_statuses(inputs: &Inputs<'_>) -> Vec<NetworkStatus> {
             let exists = nad_name.as_ref().is_none_or(|nad| {
                 inputs.observed.attachments.iter().any(|attachment| attachment.metadata.name.as_deref() == Some(nad.as_str()))
             });
-            let reported = interfaces.and_then(|interfaces| interfaces.iter().find(|nic| nic.name.as_deref() == Some(network.name.as_str())));
+            let reported =
+                interfaces.and_then(|interfaces| interfaces.iter().find(|nic| nic.name.as_deref() == Some(network.name.as_str())));
             let mac = reported
                 .and_then(|nic| nic.mac.clone())
                 .or_else(|| network.mac_address.clone().map(|mac| mac.to_ascii_lowercase()))
@@ -269,7 +281,8 @@ fn volume_statuses(inputs: &Inputs<'_>) -> Vec<VolumeStatus> {
             }
             let claim_name = volume_name(inputs.name, disk);
             let claim = inputs.observed.claims.iter().find(|claim| claim.metadata.name.as_deref() == Some(claim_name.as_str()));
-            let data_volume = inputs.observed.data_volumes.iter().find(|volume| volume.metadata.name.as_deref() == Some(claim_name.as_str()));
+            let data_volume =
+                inputs.observed.data_volumes.iter().find(|volume| volume.metadata.name.as_deref() == Some(claim_name.as_str()));
             let claim_phase = claim.and_then(|claim| claim.status.as_ref()).and_then(|status| status.phase.clone());
             let class = disk.storage_class_name.clone().unwrap_or_default();
             let waits = inputs.dereferenced.wait_for_first_consumer.get(&class).copied().unwrap_or(false);
@@ -280,7 +293,10 @@ fn volume_statuses(inputs: &Inputs<'_>) -> Vec<VolumeStatus> {
                 Some("Pending") => waits || data_volume_phase.as_deref() == Some("WaitForFirstConsumer"),
                 _ => false,
             };
-            let capacity = claim.and_then(|claim| claim.status.as_ref()).and_then(|status| status.capacity.as_ref()).and_then(|capacity| capacity.get("storage"));
+            let capacity = claim
+                .and_then(|claim| claim.status.as_ref())
+                .and_then(|status| status.capacity.as_ref())
+                .and_then(|capacity| capacity.get("storage"));
             VolumeStatus {
                 name: disk.name.clone(),
                 pvc_name: Some(claim_name),
@@ -300,7 +316,10 @@ fn existing_volume(disk: &str, reference: &ReferencedClaim) -> VolumeStatus {
         name: disk.to_string(),
         pvc_name: Some(reference.name.clone()),
         bound: phase.as_deref() == Some("Bound"),
-        size: status.and_then(|status| status.capacity.as_ref()).and_then(|capacity| capacity.get("storage")).map(|quantity| quantity.0.clone()),
+        size: status
+            .and_then(|status| status.capacity.as_ref())
+            .and_then(|capacity| capacity.get("storage"))
+            .map(|quantity| quantity.0.clone()),
         phase: phase.or_else(|| reference.claim.is_none().then(|| "Missing".to_string())),
         progress: None,
     }
@@ -327,9 +346,11 @@ pub async fn write(
         return Ok(false);
     }
     let body = StatusApply { api_version: "vm.novasphere.dev/v1alpha1", kind: "Wukong", status };
-    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(|source| StatusError::Write { namespace: namespace.to_string(), name: name.to_string(), source })?;
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await.map_err(|source| StatusError::Write {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        source,
+    })?;
     Ok(true)
 }
 

@@ -71,7 +71,10 @@ pub fn validate(wukong: &Wukong, dereferenced: &Dereferenced) -> Result<Validate
         refusals.push(refusal(
             "NameConflict",
             "metadata.name",
-            format!("{kind} \"{}/{name}\" already exists and is not managed by this Wukong; rename the Wukong or remove it", valid.namespace),
+            format!(
+                "{kind} \"{}/{name}\" already exists and is not managed by this Wukong; rename the Wukong or remove it",
+                valid.namespace
+            ),
         ));
     }
     let passwords = passwords(&valid, dereferenced, &mut refusals);
@@ -88,7 +91,8 @@ fn refusal(reason: &'static str, field: impl Into<String>, message: String) -> R
 fn check_claims(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut Vec<Refusal>) {
     for (index, reference) in &dereferenced.claims {
         let field = format!("spec.disks[{index}].existingPVC");
-        let read_only = valid.spec.disks.get(*index).and_then(|disk| disk.existing_pvc.as_ref()).and_then(|existing| existing.read_only) == Some(true);
+        let read_only =
+            valid.spec.disks.get(*index).and_then(|disk| disk.existing_pvc.as_ref()).and_then(|existing| existing.read_only) == Some(true);
         let shown = format!("\"{}/{}\"", reference.namespace, reference.name);
         if reference.namespace != valid.namespace && has_clone(valid, dereferenced, *index) {
             // The clone exists: the VM runs from its own copy, whatever became of the source or its grant.
@@ -126,7 +130,10 @@ fn check_claims(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut
             refusals.push(refusal(
                 "ClaimInUse",
                 field,
-                format!("PersistentVolumeClaim {shown} is used read-write by {}; attach it with readOnly: true", reference.read_write_users.join(", ")),
+                format!(
+                    "PersistentVolumeClaim {shown} is used read-write by {}; attach it with readOnly: true",
+                    reference.read_write_users.join(", ")
+                ),
             ));
         }
     }
@@ -197,8 +204,9 @@ fn check_owned_volumes(valid: &ValidWukong, dereferenced: &Dereferenced, refusal
         }
         if let (Some(data_volume), Some(image)) = (data_volume, &disk.image) {
             let source = data_volume.spec.source.as_ref();
-            let imported = source
-                .and_then(|source| source.registry.as_ref().and_then(|registry| registry.url.clone()).or(source.http.as_ref().map(|http| http.url.clone())));
+            let imported = source.and_then(|source| {
+                source.registry.as_ref().and_then(|registry| registry.url.clone()).or(source.http.as_ref().map(|http| http.url.clone()))
+            });
             if let Some(imported) = imported
                 && &imported != image
             {

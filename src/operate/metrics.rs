@@ -117,9 +117,15 @@ mod tests {
     #[test]
     fn classifies_requests_by_verb_and_resource() {
         assert_eq!(classify("GET", "/apis/kubevirt.io/v1/namespaces/a/virtualmachines/b", ""), ("get", "virtualmachines".to_string()));
-        assert_eq!(classify("GET", "/apis/kubevirt.io/v1/virtualmachines", "watch=true&resourceVersion=1"), ("watch", "virtualmachines".to_string()));
+        assert_eq!(
+            classify("GET", "/apis/kubevirt.io/v1/virtualmachines", "watch=true&resourceVersion=1"),
+            ("watch", "virtualmachines".to_string())
+        );
         assert_eq!(classify("GET", "/api/v1/persistentvolumeclaims", "limit=500"), ("list", "persistentvolumeclaims".to_string()));
-        assert_eq!(classify("PATCH", "/apis/vm.novasphere.dev/v1alpha1/namespaces/a/wukongs/w/status", ""), ("patch", "wukongs/status".to_string()));
+        assert_eq!(
+            classify("PATCH", "/apis/vm.novasphere.dev/v1alpha1/namespaces/a/wukongs/w/status", ""),
+            ("patch", "wukongs/status".to_string())
+        );
         assert_eq!(classify("POST", "/apis/events.k8s.io/v1/namespaces/a/events", ""), ("create", "events".to_string()));
         assert_eq!(classify("DELETE", "/api/v1/namespaces/a/secrets/s", ""), ("delete", "secrets".to_string()));
     }

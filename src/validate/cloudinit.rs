@@ -10,7 +10,16 @@ use super::names::is_dns_subdomain;
 use crate::api::CloudInit;
 
 /// Key types an `authorized_keys` line may start with.
-const KEY_TYPES: &[&str] = &["ssh-rsa", "ssh-ed25519", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"];
+const KEY_TYPES: &[&str] = &[
+    "ssh-rsa",
+    "ssh-ed25519",
+    "ssh-dss",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
 
 pub(crate) fn check(collector: &mut Collector, cloud_init: &CloudInit) {
     let mut names = BTreeSet::new();
@@ -21,7 +30,10 @@ pub(crate) fn check(collector: &mut Collector, cloud_init: &CloudInit) {
             && user.name.bytes().next().is_some_and(|byte| byte.is_ascii_lowercase() || byte == b'_')
             && user.name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-');
         if !valid_name {
-            collector.push(format!("{path}.name"), format!("\"{}\" is not a Linux user name (lowercase letters, digits, '_' and '-', at most 32)", user.name));
+            collector.push(
+                format!("{path}.name"),
+                format!("\"{}\" is not a Linux user name (lowercase letters, digits, '_' and '-', at most 32)", user.name),
+            );
         } else if !names.insert(user.name.as_str()) {
             collector.push(format!("{path}.name"), format!("\"{}\" is declared twice", user.name));
         }
@@ -75,7 +87,13 @@ fn check_user_data(collector: &mut Collector, user_data: &str, has_users: bool) 
         }
     } else if has_users {
         // User data may hold secrets: name only its kind, never quote it (this text reaches Events and status).
-        let kind = if user_data.starts_with("#!") { "a script" } else if user_data.starts_with("Content-Type") { "MIME multipart" } else { "not #cloud-config" };
+        let kind = if user_data.starts_with("#!") {
+            "a script"
+        } else if user_data.starts_with("Content-Type") {
+            "MIME multipart"
+        } else {
+            "not #cloud-config"
+        };
         collector.push(field, format!("users can only be merged into a #cloud-config document; this one is {kind}"));
     }
 }

@@ -18,7 +18,10 @@ pub(crate) fn check(collector: &mut Collector, disks: &[Disk]) -> Vec<Option<u12
     for (index, disk) in disks.iter().enumerate() {
         let path = format!("spec.disks[{index}]");
         if !is_dns_label(&disk.name) {
-            collector.push(format!("{path}.name"), format!("\"{}\" is not a DNS label (lowercase letters, digits and '-', at most 63 characters)", disk.name));
+            collector.push(
+                format!("{path}.name"),
+                format!("\"{}\" is not a DNS label (lowercase letters, digits and '-', at most 63 characters)", disk.name),
+            );
         } else if disk.name == CLOUD_INIT_DISK {
             collector.push(format!("{path}.name"), format!("\"{CLOUD_INIT_DISK}\" is reserved for the cloud-init disk"));
         } else if !names.insert(disk.name.as_str()) {
@@ -37,7 +40,9 @@ pub(crate) fn check(collector: &mut Collector, disks: &[Disk]) -> Vec<Option<u12
 
 fn check_source(collector: &mut Collector, path: &str, disk: &Disk) -> Option<u128> {
     if let Some(existing) = &disk.existing_pvc {
-        for (field, set) in [("image", disk.image.is_some()), ("size", disk.size.is_some()), ("storageClassName", disk.storage_class_name.is_some())] {
+        for (field, set) in
+            [("image", disk.image.is_some()), ("size", disk.size.is_some()), ("storageClassName", disk.storage_class_name.is_some())]
+        {
             if set {
                 collector.push(format!("{path}.{field}"), "a disk with existingPVC takes no image, size or storageClassName");
             }
@@ -58,7 +63,11 @@ fn check_source(collector: &mut Collector, path: &str, disk: &Disk) -> Option<u1
     let size = match &disk.size {
         Some(size) => quantity::check_positive(collector, &format!("{path}.size"), size),
         None => {
-            let what = if disk.image.is_some() { "an image disk needs the size of the volume to import into" } else { "is required: a disk needs existingPVC, image with size, or size for a blank volume" };
+            let what = if disk.image.is_some() {
+                "an image disk needs the size of the volume to import into"
+            } else {
+                "is required: a disk needs existingPVC, image with size, or size for a blank volume"
+            };
             collector.push(format!("{path}.size"), what);
             None
         }
@@ -92,11 +101,7 @@ fn check_image(image: &str) -> Result<(), String> {
         Some(rest) => {
             let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
             let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
-            if host.is_empty() || host.starts_with(':') {
-                Err(format!("\"{image}\" has no host"))
-            } else {
-                Ok(())
-            }
+            if host.is_empty() || host.starts_with(':') { Err(format!("\"{image}\" has no host")) } else { Ok(()) }
         }
         None => Err(format!("\"{image}\" must start with docker://, http:// or https://")),
     }

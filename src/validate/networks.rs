@@ -46,7 +46,10 @@ pub(crate) fn check(collector: &mut Collector, namespace: &str, name: &str, netw
         let path = format!("spec.networks[{index}]");
         let mut duplicate_name = false;
         if !is_dns_label(&network.name) {
-            collector.push(format!("{path}.name"), format!("\"{}\" is not a DNS label (lowercase letters, digits and '-', at most 63 characters)", network.name));
+            collector.push(
+                format!("{path}.name"),
+                format!("\"{}\" is not a DNS label (lowercase letters, digits and '-', at most 63 characters)", network.name),
+            );
         } else if !names.insert(network.name.as_str()) {
             duplicate_name = true;
             collector.push(format!("{path}.name"), format!("\"{}\" is used by another network", network.name));
@@ -89,9 +92,8 @@ fn check_type(collector: &mut Collector, path: &str, network: &Network) {
     let kind = network.network_type.as_str();
     match network.network_type {
         NetworkType::Vlan if network.vlan_id.is_none() => collector.push(format!("{path}.vlanId"), "is required for a vlan network"),
-        NetworkType::Sriov if network.resource_name.is_none() => {
-            collector.push(format!("{path}.resourceName"), "is required for an sriov network (the device plugin resource of its virtual functions)")
-        }
+        NetworkType::Sriov if network.resource_name.is_none() => collector
+            .push(format!("{path}.resourceName"), "is required for an sriov network (the device plugin resource of its virtual functions)"),
         _ => {}
     }
     if let Some(vlan) = network.vlan_id {
@@ -117,8 +119,14 @@ fn check_type(collector: &mut Collector, path: &str, network: &Network) {
     if let Some(resource) = &network.resource_name {
         if network.network_type != NetworkType::Sriov {
             collector.push(format!("{path}.resourceName"), format!("a {kind} network takes no resourceName"));
-        } else if !resource.split_once('/').is_some_and(|(prefix, name)| super::names::is_dns_subdomain(prefix) && super::names::is_qualified_name_part(name)) {
-            collector.push(format!("{path}.resourceName"), format!("\"{resource}\" is not a device plugin resource name like \"intel.com/sriov_netdevice\""));
+        } else if !resource
+            .split_once('/')
+            .is_some_and(|(prefix, name)| super::names::is_dns_subdomain(prefix) && super::names::is_qualified_name_part(name))
+        {
+            collector.push(
+                format!("{path}.resourceName"),
+                format!("\"{resource}\" is not a device plugin resource name like \"intel.com/sriov_netdevice\""),
+            );
         }
     }
 }
@@ -172,7 +180,10 @@ fn check_ip_config(collector: &mut Collector, path: &str, network: &Network) -> 
             let cidr = match address.parse::<IpNet>() {
                 Ok(cidr) => cidr,
                 Err(_) => {
-                    collector.push(format!("{path}.address"), format!("\"{address}\" is not a valid CIDR (an address with a prefix length, like \"192.168.100.10/24\")"));
+                    collector.push(
+                        format!("{path}.address"),
+                        format!("\"{address}\" is not a valid CIDR (an address with a prefix length, like \"192.168.100.10/24\")"),
+                    );
                     return (None, dns);
                 }
             };

@@ -167,7 +167,11 @@ impl Harness {
     /// Write requests (create, patch, update, delete) seen since the last clear,
     /// leaving out Events.
     pub fn writes(&self) -> Vec<Request> {
-        self.api.requests().into_iter().filter(|request| request.verb != "get" && request.verb != "list" && !request.path.contains("/events")).collect()
+        self.api
+            .requests()
+            .into_iter()
+            .filter(|request| request.verb != "get" && request.verb != "list" && !request.path.contains("/events"))
+            .collect()
     }
 
     /// Reconciles until a pass writes nothing (at most `limit` passes); returns the passes run.
@@ -179,7 +183,10 @@ impl Harness {
                 return pass;
             }
         }
-        panic!("no convergence after {limit} passes: last writes {:?}", self.writes().iter().map(|request| format!("{} {}", request.verb, request.path)).collect::<Vec<_>>());
+        panic!(
+            "no convergence after {limit} passes: last writes {:?}",
+            self.writes().iter().map(|request| format!("{} {}", request.verb, request.path)).collect::<Vec<_>>()
+        );
     }
 }
 
