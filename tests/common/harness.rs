@@ -5,6 +5,7 @@
 //! before every pass (as the reflectors would after their watch events).
 
 #![allow(dead_code)]
+#![allow(clippy::expect_used, reason = "test support: a failed expectation is a failed test")]
 
 use std::sync::{Arc, Mutex};
 
