@@ -26,7 +26,8 @@ pub struct BenchOptions {
     /// Shape of the Wukongs.
     #[arg(long, value_enum, default_value_t = shape::Shape::Default)]
     pub shape: shape::Shape,
-    /// Start the operator with this shell command (stopped at the end).
+    /// Start the operator with this shell command (stopped with SIGTERM at the
+    /// end; start it with `exec` so the signal reaches it, not the shell).
     #[arg(long)]
     pub operator_cmd: Option<String>,
     /// The operator's metrics endpoint.

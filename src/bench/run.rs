@@ -146,8 +146,8 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
     let mut operator = match operator_command(options) {
         Some(command) => {
             let mut process = tokio::process::Command::new("sh");
-            // Its own process group, so stopping it also stops what the shell started.
-            process.arg("-c").arg(&command).kill_on_drop(true).process_group(0);
+            // The operator is stopped through this child: commands should `exec` it (the default does).
+            process.arg("-c").arg(&command).kill_on_drop(true);
             // The operator's log goes to stderr: stdout is the report.
             process.stdout(std::process::Stdio::from(std::io::stderr()));
             if let Some(path) = kubeconfig {
@@ -182,8 +182,9 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
     sampler.abort();
     let _ = namespaces.delete(&namespace, &DeleteParams::background()).await;
     if let Some(operator) = operator.as_mut() {
-        if let Some(group) = operator.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(format!("-{group}")).status();
+        if let Some(pid) = operator.id() {
+            // SIGTERM first, so the operator stops cleanly (and releases a lease it holds).
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), operator.wait()).await;
         let _ = operator.kill().await;
@@ -316,34 +317,24 @@ async fn missing_children(client: &Client, namespace: &str, expected: usize) -> 
 
 async fn count_children(client: &Client, namespace: &str) -> Result<usize, BenchError> {
     let selector = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
-    let mut total = 0;
-    total += Api::<VirtualMachine>::namespaced(client.clone(), namespace)
-        .list_metadata(&selector)
-        .await
-        .map_err(api_error("list VirtualMachines"))?
-        .items
-        .len();
-    total += Api::<DataVolume>::namespaced(client.clone(), namespace)
-        .list_metadata(&selector)
-        .await
-        .map_err(api_error("list DataVolumes"))?
-        .items
-        .len();
-    total += Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
-        .list_metadata(&selector)
-        .await
-        .map_err(api_error("list PersistentVolumeClaims"))?
-        .items
-        .len();
-    total += Api::<NetworkAttachmentDefinition>::namespaced(client.clone(), namespace)
-        .list_metadata(&selector)
-        .await
-        .map_err(api_error("list NetworkAttachmentDefinitions"))?
-        .items
-        .len();
-    total +=
-        Api::<Secret>::namespaced(client.clone(), namespace).list_metadata(&selector).await.map_err(api_error("list Secrets"))?.items.len();
-    Ok(total)
+    Ok(count::<VirtualMachine>(client, namespace, &selector).await?
+        + count::<DataVolume>(client, namespace, &selector).await?
+        + count::<PersistentVolumeClaim>(client, namespace, &selector).await?
+        + count::<NetworkAttachmentDefinition>(client, namespace, &selector).await?
+        + count::<Secret>(client, namespace, &selector).await?)
+}
+
+/// How many objects of a kind in `namespace` match `selector`.
+async fn count<K>(client: &Client, namespace: &str, selector: &ListParams) -> Result<usize, BenchError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let listed = api.list_metadata(selector).await.map_err(api_error(format!("list {}", K::kind(&()))))?;
+    Ok(listed.items.len())
 }
 
 async fn delete_all(client: &Client, options: &BenchOptions, namespace: &str) -> Result<(), BenchError> {
