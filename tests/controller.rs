@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::fixtures::{DATA_PVC, WEB};
 use common::harness::Harness;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use serde_json::Value;
@@ -10,18 +11,6 @@ use wukong::api::Phase;
 use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
-
-const WEB: &str = include_str!("../examples/web-server-01.yaml");
-
-const DATA_PVC: &str = r#"
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-pvc, namespace: prod}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 20Gi}}
-status: {phase: Bound, capacity: {storage: 20Gi}}
-"#;
 
 fn condition<'a>(status: &'a wukong::api::WukongStatus, type_: &str) -> &'a wukong::api::Condition {
     status.conditions.iter().find(|condition| condition.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))

@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::fixtures::WEB;
 use common::harness::Harness;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::runtime::controller::Action;
@@ -17,7 +18,6 @@ use wukong::api::Phase;
 use wukong_models::datavolume::DataVolume;
 use wukong_models::virtualmachine::VirtualMachine;
 
-const WEB: &str = include_str!("../examples/web-server-01.yaml");
 const RESTORED: &str = include_str!("../examples/restored-vm.yaml");
 
 fn claim(namespace: &str, name: &str, phase: &str, modes: &[&str]) -> Value {

@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::fixtures::{DATA_PVC, RETAINING, WEB};
 use common::harness::Harness;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams};
@@ -18,32 +19,6 @@ use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
-
-const WEB: &str = include_str!("../examples/web-server-01.yaml");
-
-const DATA_PVC: &str = r#"
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-pvc, namespace: prod}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 20Gi}}
-status: {phase: Bound, capacity: {storage: 20Gi}}
-"#;
-
-/// Two blank disks, the second one retained when the Wukong goes.
-const RETAINING: &str = r#"
-apiVersion: vm.novasphere.dev/v1alpha1
-kind: Wukong
-metadata: {name: keeper, namespace: default}
-spec:
-  cpu: 2
-  memory: 4Gi
-  networks: [{name: default, type: pod}]
-  disks:
-    - {name: scratch, size: 10Gi}
-    - {name: archive, size: 20Gi, deletionPolicy: Retain}
-"#;
 
 const STOP_POLL: Duration = Duration::from_secs(5);
 

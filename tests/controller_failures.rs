@@ -10,6 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use common::fake_api::Request;
+use common::fixtures::{DATA_PVC, WEB};
 use common::harness::Harness;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::DynamicObject;
@@ -20,18 +21,6 @@ use wukong::controller::reconcile::{Error, reconcile};
 use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
-
-const WEB: &str = include_str!("../examples/web-server-01.yaml");
-
-const DATA_PVC: &str = r#"
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-pvc, namespace: prod}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 20Gi}}
-status: {phase: Bound, capacity: {storage: 20Gi}}
-"#;
 
 const WUKONG_PATH: &str = "/apis/vm.novasphere.dev/v1alpha1/namespaces/prod/wukongs/web-server-01";
 const VM_PATH: &str = "/apis/kubevirt.io/v1/namespaces/prod/virtualmachines/web-server-01-vm";

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::fixtures::{DATA_PVC, WEB};
 use common::harness::Harness;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
@@ -15,17 +16,6 @@ use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
 
 const SRIOV: &str = include_str!("../examples/sriov-vm.yaml");
-const WEB: &str = include_str!("../examples/web-server-01.yaml");
-
-const DATA_PVC: &str = r#"
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-pvc, namespace: prod}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 20Gi}}
-status: {phase: Bound, capacity: {storage: 20Gi}}
-"#;
 
 const HASH: &str = "$6$rounds=4096$wukongsalt$3v1LH7zYQ1bS0mVtq0nVg1";
 

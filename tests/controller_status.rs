@@ -8,24 +8,14 @@
 
 mod common;
 
+use common::fixtures::{DATA_PVC, WEB};
 use common::harness::Harness;
 use serde_json::{Value, json};
 use wukong::api::Phase;
 use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
-const WEB: &str = include_str!("../examples/web-server-01.yaml");
 const EMPTY: &str = include_str!("../examples/empty-vm.yaml");
-
-const DATA_PVC: &str = r#"
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-pvc, namespace: prod}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 20Gi}}
-status: {phase: Bound, capacity: {storage: 20Gi}}
-"#;
 
 /// A Wukong with one blank disk on the `longhorn` class and no cloud-init.
 const BLANK_ON_LONGHORN: &str = r#"

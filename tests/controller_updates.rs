@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::fixtures::{DATA_PVC, RETAINING, WEB};
 use common::harness::Harness;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams};
@@ -16,32 +17,7 @@ use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
 
-const WEB: &str = include_str!("../examples/web-server-01.yaml");
 const DHCP: &str = include_str!("../examples/dhcp-vm.yaml");
-
-const DATA_PVC: &str = r#"
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-pvc, namespace: prod}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 20Gi}}
-status: {phase: Bound, capacity: {storage: 20Gi}}
-"#;
-
-/// Two blank disks, the second one retained when it goes.
-const RETAINING: &str = r#"
-apiVersion: vm.novasphere.dev/v1alpha1
-kind: Wukong
-metadata: {name: keeper, namespace: default}
-spec:
-  cpu: 2
-  memory: 4Gi
-  networks: [{name: default, type: pod}]
-  disks:
-    - {name: scratch, size: 10Gi}
-    - {name: archive, size: 20Gi, deletionPolicy: Retain}
-"#;
 
 const VM_PATH: &str = "/apis/kubevirt.io/v1/namespaces/prod/virtualmachines/web-server-01-vm";
 const CACHE_PATH: &str = "/api/v1/namespaces/prod/persistentvolumeclaims/web-server-01-cache";

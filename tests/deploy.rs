@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use common::fake_api::{FakeApi, Request};
+use common::fixtures::DATA_PVC;
 use common::harness::Harness;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
@@ -555,16 +556,6 @@ impl Used {
         panic!("{namespace}/{name} did not converge in 8 passes");
     }
 }
-
-const DATA_PVC: &str = r#"
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-pvc, namespace: prod}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 20Gi}}
-status: {phase: Bound, capacity: {storage: 20Gi}}
-"#;
 
 const ADMIN_PASSWORD: &str = r#"
 apiVersion: v1
