@@ -81,9 +81,8 @@ async fn a_finished_clone_survives_the_loss_of_its_source_and_grant() {
     assert_ne!(harness.status("default", "restored-vm").phase, Some(Phase::Error));
 }
 
-#[tokio::test]
-async fn a_blank_disk_cannot_become_an_imported_one() {
-    let harness = Harness::new();
+/// examples/hybrid-vm.yaml converged, with the existing claim it references.
+async fn converged_hybrid(harness: Harness) -> Harness {
     harness.api.insert(json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -93,6 +92,13 @@ async fn a_blank_disk_cannot_become_an_imported_one() {
     }));
     harness.create_wukong(HYBRID);
     harness.converge("default", "hybrid-vm", 4).await;
+    harness
+}
+
+#[tokio::test]
+async fn a_blank_disk_cannot_become_an_imported_one() {
+    let harness = Harness::new();
+    let harness = converged_hybrid(harness).await;
     harness.edit_spec("default", "hybrid-vm", |spec| {
         spec["disks"][2]["image"] = json!("docker://quay.io/containerdisks/fedora:40");
     });
@@ -110,15 +116,7 @@ async fn a_blank_disk_cannot_become_an_imported_one() {
 #[tokio::test]
 async fn an_imported_disk_cannot_become_a_blank_one() {
     let harness = Harness::new();
-    harness.api.insert(json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "existing-data-pvc", "namespace": "default"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}},
-        "status": {"phase": "Bound"},
-    }));
-    harness.create_wukong(HYBRID);
-    harness.converge("default", "hybrid-vm", 4).await;
+    let harness = converged_hybrid(harness).await;
     harness.edit_spec("default", "hybrid-vm", |spec| {
         spec["disks"][0].as_object_mut().expect("disk").remove("image");
     });
