@@ -100,7 +100,7 @@ fn process(files: &[PathBuf], print: bool) -> ExitCode {
             match check(index + 1, wukong) {
                 Ok(valid) if print => {
                     offline_notes(&valid).iter().for_each(|note| eprintln!("note: {note}"));
-                    output.push_str(&children_yaml(&crate::build::build(&valid, &Default::default())));
+                    output.push_str(&children_yaml(&valid));
                 }
                 Ok(valid) => eprintln!("{}: Wukong {}/{} is valid", file.display(), valid.namespace, valid.name),
                 Err(error) => {

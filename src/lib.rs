@@ -1,14 +1,18 @@
 //! Wukong: one Kubernetes object for a whole KubeVirt virtual machine.
 //!
-//! The crate is the operator's library: the API ([`api`]), validation
-//! ([`validate`]), the pure builders of every child object ([`build`]), the
-//! offline renderer ([`render`]) and the controller ([`controller`]).
+//! The crate is the operator's library, in layers that point one way: the API
+//! ([`api`]) and names ([`naming`]) at the bottom; validation ([`validate`]);
+//! the plan, the child kinds and their pure builders ([`children`]); the
+//! offline renderer ([`render`]) and the controller ([`controller`]) on them;
+//! the process around the controller ([`operate`]) and the command line
+//! ([`cli`]) on top.
 
 pub mod api;
 pub mod bench;
-pub mod build;
+pub mod children;
 pub mod cli;
 pub mod controller;
+pub mod naming;
 pub mod operate;
 pub mod render;
 pub mod validate;

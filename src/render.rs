@@ -6,13 +6,12 @@
 //! in apply order — exactly the objects the controller applies, without owner
 //! references (no UID is known offline).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::{GROUP, Wukong};
-use crate::build::{Children, build};
+use crate::children::{BuildInputs, ChildKind, EachKind, for_each_kind, plan};
 use crate::validate::{ValidWukong, validate};
 
 /// A problem with one input document.
@@ -130,23 +129,37 @@ pub fn render(input: &str) -> Result<String, Vec<DocumentError>> {
     let mut output = String::new();
     for (index, wukong) in wukongs.iter().enumerate() {
         match check(index + 1, wukong) {
-            Ok(valid) => output.push_str(&children_yaml(&build(&valid, &BTreeMap::new()))),
+            Ok(valid) => output.push_str(&children_yaml(&valid)),
             Err(error) => errors.push(error),
         }
     }
     if errors.is_empty() { Ok(output) } else { Err(errors) }
 }
 
-/// The children as YAML documents in apply order, each starting with `---`.
-pub fn children_yaml(children: &Children) -> String {
-    let mut output = String::new();
-    let mut push = |object: &dyn ErasedSerialize| output.push_str(&format!("---\n{}", object.to_yaml()));
-    children.attachments.iter().for_each(|object| push(object));
-    children.cloud_init.iter().for_each(|object| push(object));
-    children.claims.iter().for_each(|object| push(object));
-    children.data_volumes.iter().for_each(|object| push(object));
-    push(&children.virtual_machine);
-    output
+/// The children of a valid Wukong as YAML documents in apply order, each
+/// starting with `---`: every registered kind, built from the Wukong's plan.
+/// Offline no password is known, so users' passwords stay locked.
+pub fn children_yaml(wukong: &ValidWukong) -> String {
+    let plan = plan(wukong);
+    let mut render = Render { wukong, plan: &plan, inputs: BuildInputs::default(), output: String::new() };
+    for_each_kind(&mut render);
+    render.output
+}
+
+/// Appends each kind's built objects as YAML documents.
+struct Render<'a> {
+    wukong: &'a ValidWukong,
+    plan: &'a crate::children::Plan,
+    inputs: BuildInputs,
+    output: String,
+}
+
+impl EachKind for Render<'_> {
+    fn kind<K: ChildKind>(&mut self) {
+        for object in K::build(self.wukong, self.plan, &self.inputs) {
+            self.output.push_str(&format!("---\n{}", object.to_yaml()));
+        }
+    }
 }
 
 /// Serialises any child to YAML.

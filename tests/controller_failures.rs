@@ -13,7 +13,6 @@ use common::fake_api::Request;
 use common::fixtures::{DATA_PVC, WEB};
 use common::harness::Harness;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use wukong::api::Phase;
@@ -316,7 +315,7 @@ async fn a_pass_with_a_stale_wukong_conflicts_on_the_finalizer_then_converges() 
     let harness = Harness::new();
     harness.create(DATA_PVC);
     harness.create_wukong(WEB);
-    let stale: DynamicObject = serde_json::from_value(harness.wukong("prod", "web-server-01").expect("wukong")).expect("dynamic");
+    let stale = wukong::api::GuardedWukong::from_value(harness.wukong("prod", "web-server-01").expect("wukong"));
     harness.reconcile("prod", "web-server-01").await.expect("first pass adds the finalizer");
     let error = reconcile(Arc::new(stale), harness.context.clone()).await.expect_err("the stale object's finalizer patch conflicts");
 

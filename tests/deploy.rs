@@ -28,12 +28,11 @@ use kube::runtime::reflector::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize as _, Serialize};
 use serde_json::{Value, json};
+use wukong::children::{ChildKind, EachKind, for_each_kind};
 use wukong::controller::context::Stores;
-use wukong::controller::permissions::{CLUSTER, LEADER_ELECTION, Permission};
+use wukong::controller::permissions::{LEADER_ELECTION, Permission, cluster};
 use wukong::controller::wukong_resource;
 use wukong_models::datavolume::DataVolume;
-use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
-use wukong_models::virtualmachine::VirtualMachine;
 
 /// The operator's namespace in `config/`.
 const NAMESPACE: &str = "wukong-system";
@@ -179,7 +178,7 @@ fn assert_rules(role: &Value, permissions: &[Permission], allowed_names: &[&str]
 #[test]
 fn config_roles_grant_exactly_the_declared_permissions() {
     let cluster_role = manifest("config/rbac/cluster_role.yaml", "ClusterRole");
-    assert_rules(&cluster_role, CLUSTER, &[], "config/rbac/cluster_role.yaml");
+    assert_rules(&cluster_role, &cluster(), &[], "config/rbac/cluster_role.yaml");
     let lease_role = manifest("config/rbac/leader_election_role.yaml", "Role");
     assert_rules(&lease_role, LEADER_ELECTION, &[LEASE], "config/rbac/leader_election_role.yaml");
     assert_eq!(lease_role["metadata"]["namespace"], NAMESPACE);
@@ -189,7 +188,7 @@ fn config_roles_grant_exactly_the_declared_permissions() {
 fn chart_roles_grant_exactly_the_declared_permissions() {
     let cluster_role = untemplated("charts/wukong/templates/clusterrole.yaml");
     assert_eq!(cluster_role["kind"], "ClusterRole");
-    assert_rules(&cluster_role, CLUSTER, &[], "charts/wukong/templates/clusterrole.yaml");
+    assert_rules(&cluster_role, &cluster(), &[], "charts/wukong/templates/clusterrole.yaml");
     let lease_role = untemplated("charts/wukong/templates/role.yaml");
     assert_eq!(lease_role["kind"], "Role");
     assert_rules(&lease_role, LEADER_ELECTION, &[LEASE], "charts/wukong/templates/role.yaml");
@@ -422,21 +421,21 @@ fn watched<K: Resource<DynamicType = ()> + Clone + 'static>(_store: &Store<K>) -
     (K::group(&()).into_owned(), K::plural(&()).into_owned())
 }
 
-/// The resources the controller keeps watch caches of. Destructured without
-/// `..`: a new cache fails to compile here until it is listed.
+/// The resources the controller keeps watch caches of: its fixed ones
+/// (destructured without `..`, so a new one fails to compile here until it is
+/// listed) and every registered child kind.
 fn watched_resources(stores: &Stores) -> BTreeSet<(String, String)> {
-    let Stores { wukongs: _, virtual_machines, instances, data_volumes, claims, attachments, secrets, storage_classes } = stores;
+    let Stores { wukongs: _, instances, storage_classes, children: _ } = stores;
     let wukong = wukong_resource();
-    BTreeSet::from([
-        (wukong.group, wukong.plural),
-        watched(virtual_machines),
-        watched(instances),
-        watched(data_volumes),
-        watched(claims),
-        watched(attachments),
-        watched(secrets),
-        watched(storage_classes),
-    ])
+    let mut resources = BTreeSet::from([(wukong.group, wukong.plural), watched(instances), watched(storage_classes)]);
+    struct Kinds<'a>(&'a mut BTreeSet<(String, String)>);
+    impl EachKind for Kinds<'_> {
+        fn kind<K: ChildKind>(&mut self) {
+            self.0.insert((K::group(&()).into_owned(), K::plural(&()).into_owned()));
+        }
+    }
+    for_each_kind(&mut Kinds(&mut resources));
+    resources
 }
 
 /// The API path of a stored object.
@@ -453,15 +452,15 @@ fn object_path(object: &Value) -> String {
 /// Every object the fake holds of the kinds the operator writes.
 fn existing(api: &FakeApi) -> BTreeSet<String> {
     let wukong = wukong_resource();
-    let kinds = [
-        (wukong.api_version.clone(), wukong.plural.clone()),
-        (VirtualMachine::api_version(&()).into_owned(), VirtualMachine::plural(&()).into_owned()),
-        (DataVolume::api_version(&()).into_owned(), DataVolume::plural(&()).into_owned()),
-        (NetworkAttachmentDefinition::api_version(&()).into_owned(), NetworkAttachmentDefinition::plural(&()).into_owned()),
-        ("v1".to_string(), "persistentvolumeclaims".to_string()),
-        ("v1".to_string(), "secrets".to_string()),
-    ];
-    kinds.iter().flat_map(|(api_version, plural)| api.list(api_version, plural)).map(|object| object_path(&object)).collect()
+    struct Kinds(Vec<(String, String)>);
+    impl EachKind for Kinds {
+        fn kind<K: ChildKind>(&mut self) {
+            self.0.push((K::api_version(&()).into_owned(), K::plural(&()).into_owned()));
+        }
+    }
+    let mut kinds = Kinds(vec![(wukong.api_version.clone(), wukong.plural.clone())]);
+    for_each_kind(&mut kinds);
+    kinds.0.iter().flat_map(|(api_version, plural)| api.list(api_version, plural)).map(|object| object_path(&object)).collect()
 }
 
 /// (apiGroup, resource[/subresource]) and whether the path names one object.
@@ -639,13 +638,13 @@ async fn declared_permissions_are_exactly_what_the_controller_uses() {
     let used = lifecycle().await;
     let missing: Vec<String> = used
         .iter()
-        .filter(|(access, _)| !allows(CLUSTER, access))
+        .filter(|(access, _)| !allows(&cluster(), access))
         .map(|((group, resource, verb), request)| format!("{verb} {group}/{resource} (first needed by {request})"))
         .collect();
-    assert!(missing.is_empty(), "the controller needs access that permissions::CLUSTER does not declare: {missing:#?}");
+    assert!(missing.is_empty(), "the controller needs access that permissions::cluster() does not declare: {missing:#?}");
 
     let mut unused = Vec::new();
-    for permission in CLUSTER {
+    for permission in &cluster() {
         for verb in permission.verbs {
             let access = (permission.group.to_string(), permission.resource.to_string(), (*verb).to_string());
             if !used.contains_key(&access) {
@@ -653,5 +652,5 @@ async fn declared_permissions_are_exactly_what_the_controller_uses() {
             }
         }
     }
-    assert!(unused.is_empty(), "permissions::CLUSTER declares access the controller never needed in a full lifecycle: {unused:#?}");
+    assert!(unused.is_empty(), "permissions::cluster() declares access the controller never needed in a full lifecycle: {unused:#?}");
 }

@@ -27,7 +27,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
 use wukong::api::{Condition, Phase, WukongStatus};
-use wukong::build::meta::{APP_NAME, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
+use wukong::children::meta::{APP_NAME, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
 use wukong::controller::RunOptions;
 use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
@@ -748,7 +748,7 @@ async fn phase_kubevirt_and_cdi(env: &Env) -> E2e {
         .and_then(|interface| interface.get("macAddress"))
         .and_then(Value::as_str)
         .map(str::to_string)
-        .unwrap_or_else(|| wukong::build::naming::derived_mac(ns, WEB, "mgmt"));
+        .unwrap_or_else(|| wukong::naming::derived_mac(ns, WEB, "mgmt"));
 
     let vmi = json!({
         "apiVersion": "kubevirt.io/v1",

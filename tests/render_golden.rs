@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 use wukong::api::{NetworkType, Wukong};
-use wukong::build::naming::derived_mac;
+use wukong::naming::derived_mac;
 use wukong::render::{parse_documents, render};
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");

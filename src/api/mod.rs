@@ -3,9 +3,11 @@
 //! In: nothing. Out: the Rust types and [`crd`], the CustomResourceDefinition that
 //! `wukong crd` prints and the deploy folder carries.
 
+mod guard;
 mod spec;
 mod status;
 
+pub use guard::*;
 pub use spec::*;
 pub use status::*;
 

@@ -28,7 +28,7 @@ use super::report::{Latency, Report, percentile};
 use super::scrape::{Sample, ScrapeError, scrape};
 use super::shape::wukong;
 use crate::api::Wukong;
-use crate::build::meta::{MANAGED_BY_LABEL, MANAGER};
+use crate::children::meta::{MANAGED_BY_LABEL, MANAGER};
 use crate::controller::wukong_resource;
 
 /// Errors that stop a benchmark.

@@ -81,7 +81,7 @@ pub fn wukong(shape: Shape, namespace: &str, index: usize) -> Wukong {
 #[cfg(test)]
 mod tests {
     use super::{Shape, wukong};
-    use crate::build::build;
+    use crate::children::plan;
     use crate::validate::validate;
 
     #[test]
@@ -89,13 +89,7 @@ mod tests {
         for shape in [Shape::Default, Shape::Minimal] {
             for index in [0, 1, 999, 70_000] {
                 let valid = validate(&wukong(shape, "bench", index)).expect("valid benchmark wukong");
-                let children = build(&valid, &Default::default());
-                let count = children.attachments.len()
-                    + children.cloud_init.iter().count()
-                    + children.claims.len()
-                    + children.data_volumes.len()
-                    + 1;
-                assert_eq!(count, shape.children(), "{shape:?}");
+                assert_eq!(plan(&valid).children.len(), shape.children(), "{shape:?}");
             }
         }
     }

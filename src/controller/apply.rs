@@ -1,31 +1,29 @@
-//! Step 4 of a reconcile: make the cluster hold exactly the built children.
+//! The apply step: make the cluster hold exactly the planned children.
 //!
-//! In: the built children, the validated Wukong and what the caches hold. Out:
-//! every child applied with server-side apply (one field manager, `force`) when
-//! it differs from the cache, a grown imported disk's claim resized, children
-//! the spec no longer wants deleted (or released, for `Retain` volumes), and the
-//! objects as the API server returned them. Existing claims are never touched:
-//! only objects this Wukong controls are ever deleted or released.
+//! In: the validated Wukong, its plan, the builders' inputs and what the
+//! caches hold. Out: every registered kind's children built and applied with
+//! server-side apply (one field manager, `force`) when they differ from the
+//! cache, a grown imported disk's claim resized, children the plan no longer
+//! has deleted (or released, for `Retain` volumes), and the objects as the API
+//! server returned them. Existing claims are never touched: only objects this
+//! Wukong controls are ever deleted or released.
 
-use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, VolumeResourceRequirements};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use wukong_models::datavolume::DataVolume;
-use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
+use kube::{Client, ResourceExt};
 
 use super::context::Context;
-use super::dereference::Observed;
 use super::diff::is_applied;
+use super::observe::Observed;
 use super::ownership::{DELETION_POLICY_ANNOTATION, RETAINED_FROM_ANNOTATION, cached, owned};
-use crate::build::Children;
-use crate::build::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
+use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
+use crate::children::plan::{Plan, Volume};
+use crate::children::{BuildInputs, ChildKind, EachKind, for_each_kind};
 use crate::validate::{ValidWukong, quantity};
 
 /// Errors of the apply step.
@@ -35,7 +33,7 @@ pub enum ApplyError {
     #[error("failed to apply {kind} \"{namespace}/{name}\": {source}")]
     Apply {
         /// Kind of the child.
-        kind: &'static str,
+        kind: String,
         /// Namespace.
         namespace: String,
         /// Name.
@@ -48,7 +46,7 @@ pub enum ApplyError {
     #[error("failed to remove {kind} \"{namespace}/{name}\": {source}")]
     Remove {
         /// Kind of the child.
-        kind: &'static str,
+        kind: String,
         /// Namespace.
         namespace: String,
         /// Name.
@@ -59,96 +57,117 @@ pub enum ApplyError {
     },
 }
 
-impl ApplyError {
-    /// The API error behind this failure.
-    pub fn api_error(&self) -> &kube::Error {
-        match self {
-            Self::Apply { source, .. } | Self::Remove { source, .. } => source,
-        }
-    }
-}
-
-/// What the apply step did.
+/// What the apply (or cleanup) step changed.
 #[derive(Clone, Debug, Default)]
-pub struct Applied {
+pub struct Changes {
     /// Children written, as "Kind name".
     pub written: Vec<String>,
     /// Children deleted, as "Kind name".
     pub deleted: Vec<String>,
     /// Volumes released because their disk says Retain, as "Kind name".
     pub released: Vec<String>,
-    /// The children as they are after this step.
+}
+
+/// What the apply step did.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// The writes, deletions and releases.
+    pub changes: Changes,
+    /// What the caches showed, with the children as the API server returned them.
     pub observed: Observed,
 }
 
-/// Applies the children and, when `scan_for_orphans` (the spec changed since
-/// the last status, or a pass was cut short), removes the ones no longer wanted.
+/// One kind's part of a pass: its changes and how its objects update the observation.
+pub(super) struct KindOutcome {
+    /// What the kind's step changed.
+    pub changes: Changes,
+    update: Box<dyn FnOnce(&mut Observed) + Send>,
+}
+
+/// A kind's part of a pass, not yet run.
+pub(super) type KindStep<'a> = Pin<Box<dyn Future<Output = Result<KindOutcome, ApplyError>> + Send + 'a>>;
+
+/// Applies every planned child and, when `scan_for_orphans` (the spec changed
+/// since the last status), removes the ones the plan no longer has.
 pub async fn apply(
     context: &Context,
     wukong: &ValidWukong,
-    children: Children,
+    plan: &Plan,
+    inputs: &BuildInputs,
     before: &Observed,
     scan_for_orphans: bool,
 ) -> Result<Applied, ApplyError> {
-    let client = &context.client;
-    let stores = &context.stores;
-    let namespace = wukong.namespace.as_str();
     let mut applied = Applied { observed: before.clone(), ..Applied::default() };
-
-    let mut attachments = Vec::new();
-    for attachment in children.attachments {
-        let current = cached(&stores.attachments, namespace, &attachment.name_any());
-        attachments.push(ensure(client, attachment, current, &mut applied.written).await?);
+    let mut steps = ApplyKinds { context, wukong, plan, inputs, steps: Vec::new() };
+    for_each_kind(&mut steps);
+    for step in steps.steps {
+        let outcome = step.await?;
+        merge(&mut applied.changes, outcome.changes);
+        (outcome.update)(&mut applied.observed);
     }
-    applied.observed.attachments = attachments;
-    if let Some(secret) = children.cloud_init {
-        let current = cached(&stores.secrets, namespace, &secret.name_any());
-        applied.observed.secrets = vec![ensure(client, secret, current, &mut applied.written).await?];
-    } else {
-        applied.observed.secrets = Vec::new();
+    applied.observed.refresh_volumes();
+    let grown = grow_imported_claims(&context.client, wukong, plan, before, &mut applied.changes).await?;
+    for claim in grown {
+        let name = claim.metadata.name.clone();
+        applied.observed.volume_claims.retain(|known| known.metadata.name != name);
+        applied.observed.volume_claims.push(claim);
     }
-    let mut claims = Vec::new();
-    for claim in children.claims {
-        let current = cached(&stores.claims, namespace, &claim.name_any());
-        claims.push(ensure(client, claim, current, &mut applied.written).await?);
-    }
-    let mut data_volumes = Vec::new();
-    for mut data_volume in children.data_volumes {
-        let current = cached(&stores.data_volumes, namespace, &data_volume.name_any());
-        if let Some(current) = &current {
-            // A DataVolume's spec is immutable once created: keep it, reconcile only metadata.
-            data_volume.spec = current.spec.clone();
-        }
-        data_volumes.push(ensure(client, data_volume, current, &mut applied.written).await?);
-    }
-    for claim in grow_imported_claims(client, wukong, before, &mut applied.written).await? {
-        claims.push(claim);
-    }
-    // The claims CDI made for wanted DataVolumes are observed, not applied. Any
-    // other claim from before is no longer wanted and must not be kept here, or
-    // remove_unwanted would never delete (or release) it.
-    for claim in &before.claims {
-        let made_for_wanted_volume = data_volumes.iter().any(|volume| volume.metadata.name == claim.metadata.name);
-        if made_for_wanted_volume && !claims.iter().any(|known| known.metadata.name == claim.metadata.name) {
-            claims.push(claim.clone());
-        }
-    }
-    applied.observed.claims = claims;
-    applied.observed.data_volumes = data_volumes;
-    let current = cached(&stores.virtual_machines, namespace, &children.virtual_machine.name_any());
-    applied.observed.virtual_machine = Some(ensure(client, children.virtual_machine, current, &mut applied.written).await?);
-
     if scan_for_orphans {
-        remove_unwanted(context, wukong, &applied.observed.clone(), &mut applied).await?;
+        let uid = wukong.uid.clone().unwrap_or_default();
+        let owner = format!("{}/{}", wukong.namespace, wukong.name);
+        let mut orphans =
+            RemoveKinds { context, namespace: &wukong.namespace, uid: &uid, owner: &owner, plan: Some(plan), steps: Vec::new() };
+        for_each_kind(&mut orphans);
+        for step in orphans.steps {
+            merge(&mut applied.changes, step.await?.changes);
+        }
     }
     Ok(applied)
 }
 
+fn merge(into: &mut Changes, from: Changes) {
+    into.written.extend(from.written);
+    into.deleted.extend(from.deleted);
+    into.released.extend(from.released);
+}
+
+/// Builds the apply step of every kind.
+struct ApplyKinds<'a> {
+    context: &'a Context,
+    wukong: &'a ValidWukong,
+    plan: &'a Plan,
+    inputs: &'a BuildInputs,
+    steps: Vec<KindStep<'a>>,
+}
+
+impl<'a> EachKind for ApplyKinds<'a> {
+    fn kind<K: ChildKind>(&mut self) {
+        let desired = K::build(self.wukong, self.plan, self.inputs);
+        let context = self.context;
+        self.steps.push(Box::pin(async move {
+            let store = context.stores.of::<K>();
+            let mut changes = Changes::default();
+            let mut objects = Vec::with_capacity(desired.len());
+            for mut object in desired {
+                let current = cached(&store, &object.namespace().unwrap_or_default(), &object.name_any());
+                if let Some(current) = &current {
+                    K::prepare(&mut object, current);
+                }
+                objects.push(ensure(&context.client, object, current, &mut changes.written).await?);
+            }
+            let update: Box<dyn FnOnce(&mut Observed) + Send> = Box::new(move |observed: &mut Observed| observed.set(objects));
+            Ok(KindOutcome { changes, update })
+        }));
+    }
+}
+
 /// Applies `desired` unless `current` already holds it; returns the object as it is now.
-async fn ensure<K>(client: &Client, desired: K, current: Option<Arc<K>>, written: &mut Vec<String>) -> Result<Arc<K>, ApplyError>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
-{
+async fn ensure<K: ChildKind>(
+    client: &Client,
+    desired: K,
+    current: Option<Arc<K>>,
+    written: &mut Vec<String>,
+) -> Result<Arc<K>, ApplyError> {
     if let Some(current) = current {
         let wanted = serde_json::to_value(&desired).unwrap_or_default();
         let present = serde_json::to_value(current.as_ref()).unwrap_or_default();
@@ -158,24 +177,14 @@ where
     }
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
+    let kind = K::kind(&()).into_owned();
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
     let result = api
         .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired))
         .await
-        .map_err(|source| ApplyError::Apply { kind: kind_name::<K>(), namespace: namespace.clone(), name: name.clone(), source })?;
-    written.push(format!("{} {name}", K::kind(&())));
+        .map_err(|source| ApplyError::Apply { kind: kind.clone(), namespace: namespace.clone(), name: name.clone(), source })?;
+    written.push(format!("{kind} {name}"));
     Ok(Arc::new(result))
-}
-
-fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "VirtualMachine" => "VirtualMachine",
-        "DataVolume" => "DataVolume",
-        "PersistentVolumeClaim" => "PersistentVolumeClaim",
-        "NetworkAttachmentDefinition" => "NetworkAttachmentDefinition",
-        "Secret" => "Secret",
-        _ => "object",
-    }
 }
 
 /// Grows the claims CDI made for imported disks whose size went up (a
@@ -183,20 +192,19 @@ fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
 async fn grow_imported_claims(
     client: &Client,
     wukong: &ValidWukong,
+    plan: &Plan,
     before: &Observed,
-    written: &mut Vec<String>,
+    changes: &mut Changes,
 ) -> Result<Vec<Arc<PersistentVolumeClaim>>, ApplyError> {
     let mut grown = Vec::new();
-    for (index, disk) in wukong.spec.disks.iter().enumerate() {
-        if disk.image.is_none() {
+    for ((disk, planned), bytes) in wukong.spec.disks.iter().zip(&plan.disks).zip(&wukong.disk_sizes) {
+        let (Volume::DataVolume(name), Some(_), Some(size), Some(bytes)) = (&planned.volume, &disk.image, &disk.size, bytes) else {
             continue;
-        }
-        let (Some(size), Some(bytes)) = (&disk.size, wukong.disk_sizes.get(index).copied().flatten()) else { continue };
-        let name = crate::build::storage::volume_name(&wukong.name, disk);
-        let Some(claim) = before.claims.iter().find(|claim| claim.metadata.name.as_deref() == Some(name.as_str())) else { continue };
+        };
+        let Some(claim) = before.volume_claim(name) else { continue };
         let current = claim.spec.as_ref().and_then(|spec| spec.resources.as_ref()).and_then(|resources| resources.requests.as_ref());
         let current_bytes = current.and_then(|requests| requests.get("storage")).and_then(|quantity| quantity::parse(&quantity.0).ok());
-        if current_bytes.is_none_or(|current| current >= bytes) {
+        if current_bytes.is_none_or(|current| current >= *bytes) {
             continue;
         }
         let patch = PersistentVolumeClaim {
@@ -211,81 +219,87 @@ async fn grow_imported_claims(
             status: None,
         };
         let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &wukong.namespace);
-        let result = api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await.map_err(|source| {
-            ApplyError::Apply { kind: "PersistentVolumeClaim", namespace: wukong.namespace.clone(), name: name.clone(), source }
+        let result = api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await.map_err(|source| {
+            ApplyError::Apply { kind: "PersistentVolumeClaim".to_string(), namespace: wukong.namespace.clone(), name: name.clone(), source }
         })?;
-        written.push(format!("PersistentVolumeClaim {name}"));
+        changes.written.push(format!("PersistentVolumeClaim {name}"));
         grown.push(Arc::new(result));
     }
     Ok(grown)
 }
 
-/// Deletes owned children the spec no longer wants; releases Retain volumes.
-async fn remove_unwanted(context: &Context, wukong: &ValidWukong, wanted: &Observed, applied: &mut Applied) -> Result<(), ApplyError> {
-    let stores = &context.stores;
-    let uid = wukong.uid.clone().unwrap_or_default();
-    let namespace = wukong.namespace.as_str();
-    let keep = |names: Vec<Option<String>>, object_name: &Option<String>| names.contains(object_name);
-
-    let wanted_attachments: Vec<_> = wanted.attachments.iter().map(|object| object.metadata.name.clone()).collect();
-    for object in owned(&stores.attachments, namespace, &uid) {
-        if !keep(wanted_attachments.clone(), &object.metadata.name) {
-            remove::<NetworkAttachmentDefinition>(context, &object, false, wukong, applied).await?;
-        }
-    }
-    let wanted_secrets: Vec<_> = wanted.secrets.iter().map(|object| object.metadata.name.clone()).collect();
-    for object in owned(&stores.secrets, namespace, &uid) {
-        if !keep(wanted_secrets.clone(), &object.metadata.name) {
-            remove::<Secret>(context, &object, false, wukong, applied).await?;
-        }
-    }
-    let wanted_volumes: Vec<_> = wanted.data_volumes.iter().map(|object| object.metadata.name.clone()).collect();
-    for object in owned(&stores.data_volumes, namespace, &uid) {
-        if !keep(wanted_volumes.clone(), &object.metadata.name) {
-            remove::<DataVolume>(context, &object, is_retained(&object.metadata), wukong, applied).await?;
-        }
-    }
-    let wanted_claims: Vec<_> = wanted.claims.iter().map(|object| object.metadata.name.clone()).collect();
-    for object in owned(&stores.claims, namespace, &uid) {
-        if !keep(wanted_claims.clone(), &object.metadata.name) {
-            remove::<PersistentVolumeClaim>(context, &object, is_retained(&object.metadata), wukong, applied).await?;
-        }
-    }
-    Ok(())
+/// Builds, for every kind, the removal of the objects a Wukong controls that
+/// `plan` does not have (all of them when there is no plan: the Wukong is going).
+pub(super) struct RemoveKinds<'a> {
+    /// The client and caches.
+    pub context: &'a Context,
+    /// The Wukong's namespace.
+    pub namespace: &'a str,
+    /// The Wukong's UID.
+    pub uid: &'a str,
+    /// `namespace/name` of the Wukong, recorded on released volumes.
+    pub owner: &'a str,
+    /// The children to keep.
+    pub plan: Option<&'a Plan>,
+    /// The removals, one per kind.
+    pub steps: Vec<KindStep<'a>>,
 }
 
-/// Whether a volume carries the Retain deletion policy.
+impl<'a> EachKind for RemoveKinds<'a> {
+    fn kind<K: ChildKind>(&mut self) {
+        let plan = self.plan;
+        let unwanted: Vec<Arc<K>> = owned(&self.context.stores.of::<K>(), self.namespace, self.uid)
+            .into_iter()
+            .filter(|object| plan.is_none_or(|plan| !plan.wants::<K>(&object.name_any())))
+            .collect();
+        let (context, owner) = (self.context, self.owner);
+        self.steps.push(Box::pin(async move {
+            let mut changes = Changes::default();
+            for object in unwanted {
+                let retain = K::RETAINABLE && is_retained(object.meta());
+                remove::<K>(context, &object, retain, owner, &mut changes).await?;
+            }
+            Ok(KindOutcome { changes, update: Box::new(|_: &mut Observed| {}) })
+        }));
+    }
+}
+
+/// Whether an object carries the Retain deletion policy.
 pub fn is_retained(metadata: &kube::api::ObjectMeta) -> bool {
     metadata.annotations.as_ref().and_then(|annotations| annotations.get(DELETION_POLICY_ANNOTATION)).map(String::as_str) == Some("Retain")
 }
 
 /// Deletes an owned child, or releases it (drops the owner reference and the
 /// operator's labels, records where it came from) when `retain` is set.
-pub async fn remove<K>(context: &Context, object: &K, retain: bool, wukong: &ValidWukong, applied: &mut Applied) -> Result<(), ApplyError>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
-{
+pub async fn remove<K: ChildKind>(
+    context: &Context,
+    object: &K,
+    retain: bool,
+    owner: &str,
+    changes: &mut Changes,
+) -> Result<(), ApplyError> {
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
+    let kind = K::kind(&()).into_owned();
     let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
-    let error = |source| ApplyError::Remove { kind: kind_name::<K>(), namespace: namespace.clone(), name: name.clone(), source };
+    let error = |source| ApplyError::Remove { kind: kind.clone(), namespace: namespace.clone(), name: name.clone(), source };
     if retain {
         let patch = serde_json::json!({
             "metadata": {
                 "ownerReferences": null,
                 "labels": {NAME_LABEL: null, INSTANCE_LABEL: null, MANAGED_BY_LABEL: null},
-                "annotations": {RETAINED_FROM_ANNOTATION: format!("{}/{}", wukong.namespace, wukong.name)},
+                "annotations": {RETAINED_FROM_ANNOTATION: owner},
             }
         });
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(error)?;
-        applied.released.push(format!("{} {name}", K::kind(&())));
+        changes.released.push(format!("{kind} {name}"));
     } else {
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => return Err(error(source)),
         }
-        applied.deleted.push(format!("{} {name}", K::kind(&())));
+        changes.deleted.push(format!("{kind} {name}"));
     }
     Ok(())
 }

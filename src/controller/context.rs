@@ -7,37 +7,35 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
-use kube::api::DynamicObject;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
-use wukong_models::datavolume::DataVolume;
-use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
-use wukong_models::virtualmachine::VirtualMachine;
+use kube::runtime::reflector::{self, Store};
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
+
+use super::by_kind::ByKind;
+use crate::api::GuardedWukong;
+use crate::children::ChildKind;
 
 /// Read-only views of the watch caches. Reconcile reads the cluster through
 /// these, never with list calls.
 #[derive(Clone)]
 pub struct Stores {
-    /// Every Wukong (as raw objects: one that does not parse must not stall the others).
-    pub wukongs: Store<DynamicObject>,
-    /// Every VirtualMachine (ours, and others that may use an existing claim).
-    pub virtual_machines: Store<VirtualMachine>,
-    /// Every VirtualMachineInstance.
+    /// Every Wukong (guarded: one that does not read must not stall the others).
+    pub wukongs: Store<GuardedWukong>,
+    /// Every VirtualMachineInstance (labels and status only).
     pub instances: Store<VirtualMachineInstance>,
-    /// Every DataVolume.
-    pub data_volumes: Store<DataVolume>,
-    /// Every PersistentVolumeClaim (ours and the existing ones Wukongs reference).
-    pub claims: Store<PersistentVolumeClaim>,
-    /// Every NetworkAttachmentDefinition.
-    pub attachments: Store<NetworkAttachmentDefinition>,
-    /// The Secrets this operator manages (label-selected).
-    pub secrets: Store<Secret>,
     /// Every StorageClass (for the volume binding mode).
     pub storage_classes: Store<StorageClass>,
+    /// One `Store<K>` per registered child kind.
+    pub children: ByKind,
+}
+
+impl Stores {
+    /// The cache of child kind `K` (an empty one if the kind was never registered).
+    pub fn of<K: ChildKind>(&self) -> Store<K> {
+        self.children.get::<Store<K>>().cloned().unwrap_or_else(|| reflector::store().0)
+    }
 }
 
 /// Returns the current time as RFC 3339; replaced by a fixed clock in tests.

@@ -6,24 +6,26 @@
 //! watch cache per kind (no list calls while reconciling).
 
 pub mod apply;
+pub mod by_kind;
+pub mod checks;
 pub mod cleanup;
 pub mod context;
-pub mod dereference;
 pub mod diff;
+pub mod observe;
 pub mod ownership;
 pub mod permissions;
 pub mod reconcile;
+pub mod report;
+pub mod resolve;
 pub mod status;
-pub mod validate;
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -32,13 +34,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{error, info, warn};
 use wukong_models::datavolume::DataVolume;
-use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
-use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
+use self::by_kind::ByKind;
 use self::context::{Context, Stores, system_clock};
-use crate::api::Wukong;
-use crate::build::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
+use crate::api::GuardedWukong;
+use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
+use crate::children::{ChildKind, EachKind, for_each_kind};
 
 /// Options of `wukong run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -64,9 +66,9 @@ pub struct RunOptions {
     pub debounce_ms: u64,
 }
 
-/// The API resource of the Wukong kind, for the dynamic API.
-pub fn wukong_resource() -> ApiResource {
-    ApiResource::erase::<Wukong>(&())
+/// The API resource of the Wukong kind, for the dynamic API (tests, the bench).
+pub fn wukong_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<crate::api::Wukong>(&())
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -111,7 +113,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let events = watcher(api, config.any_semantic()).modify(move |object| {
+    let events = watcher(api, config.any_semantic()).modify(move |object: &mut K| {
         trim_metadata(object);
         trim(object);
     });
@@ -202,40 +204,29 @@ pub async fn run_until(
     health: Arc<crate::operate::http::Health>,
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let resource = wukong_resource();
-    let wukong_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let wukong_writer = reflector::store::Writer::new(resource.clone());
-    let wukong_reader = wukong_writer.as_reader();
     let sync = CacheSync::new();
-    let wukong_stream =
-        reflector::reflector(wukong_writer, watcher(wukong_api, watcher::Config::default().any_semantic()).modify(trim_metadata))
-            .inspect(sync.tracker())
-            .default_backoff()
-            .touched_objects();
-
-    let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
+    let (wukongs, wukong_stream) = reflect::<GuardedWukong>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     let (instances, instance_stream) =
         reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default(), &sync, trim_instance);
-    let (data_volumes, data_volume_stream) = reflect::<DataVolume>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
-    let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
-    let (attachments, attachment_stream) =
-        reflect::<NetworkAttachmentDefinition>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
-    let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
-    let (secrets, secret_stream) =
-        reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed), &sync, keep_all);
     let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
 
-    let stores = Stores {
-        wukongs: wukong_reader.clone(),
-        virtual_machines,
-        instances,
-        data_volumes: data_volumes.clone(),
-        claims,
-        attachments,
-        secrets,
-        storage_classes,
+    let children_stores = Arc::new(OnceLock::new());
+    let controller = Controller::for_stream(wukong_stream, wukongs.clone())
+        .watches_stream(instance_stream, |instance: VirtualMachineInstance| instance_owner(&instance));
+    let mut watches = ChildWatches {
+        client: client.clone(),
+        sync: &sync,
+        wukongs: wukongs.clone(),
+        all: children_stores.clone(),
+        stores: ByKind::default(),
+        controller: Some(controller),
     };
+    for_each_kind(&mut watches);
+    let _ = children_stores.set(watches.stores.clone());
+    let Some(controller) = watches.controller else { return };
+
+    let stores = Stores { wukongs: wukongs.clone(), instances, storage_classes, children: watches.stores };
     let reporter = Reporter { controller: MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
     let context = Arc::new(Context {
         client: client.clone(),
@@ -245,7 +236,7 @@ pub async fn run_until(
         failures: Arc::default(),
     });
 
-    let _ = health.wukongs.set(wukong_reader.clone());
+    let _ = health.wukongs.set(wukongs.clone());
     let ready_sync = sync.clone();
     let ready_health = health.clone();
     tokio::spawn(async move {
@@ -254,16 +245,8 @@ pub async fn run_until(
         info!("watch caches synced");
     });
     let metrics = health.metrics.clone();
-    let instance_resource = resource.clone();
-    let claim_mapper = claim_owners(wukong_reader.clone(), data_volumes, resource.clone());
     info!(concurrency = options.concurrency, "starting the Wukong controller");
-    Controller::for_stream_with(wukong_stream, wukong_reader, resource)
-        .owns_stream_with(vm_stream, ())
-        .owns_stream_with(data_volume_stream, ())
-        .owns_stream_with(attachment_stream, ())
-        .owns_stream_with(secret_stream, ())
-        .watches_stream_with(instance_stream, move |instance: VirtualMachineInstance| instance_owner(&instance, &instance_resource), ())
-        .watches_stream_with(claim_stream, move |claim: PersistentVolumeClaim| claim_mapper(&claim), ())
+    controller
         .with_config(ControllerConfig::default().concurrency(options.concurrency).debounce(Duration::from_millis(options.debounce_ms)))
         .shutdown_on_signal()
         .graceful_shutdown_on(stop)
@@ -294,67 +277,75 @@ pub async fn run_until(
     info!("the Wukong controller stopped");
 }
 
+/// Watches every registered child kind: one cache each, and a trigger that
+/// reconciles the Wukongs an object belongs to or is referenced by.
+struct ChildWatches<'a> {
+    client: Client,
+    sync: &'a CacheSync,
+    wukongs: Store<GuardedWukong>,
+    /// Every kind's cache, for the mappers (filled once every kind is registered).
+    all: Arc<OnceLock<ByKind>>,
+    stores: ByKind,
+    controller: Option<Controller<GuardedWukong>>,
+}
+
+impl EachKind for ChildWatches<'_> {
+    fn kind<K: ChildKind>(&mut self) {
+        let mut config = watcher::Config::default();
+        if let Some(selector) = K::cache_selector() {
+            config = config.labels(&selector);
+        }
+        let (store, stream) = reflect::<K>(Api::all(self.client.clone()), config, self.sync, K::trim);
+        self.stores.insert(store);
+        let (wukongs, all) = (self.wukongs.clone(), self.all.clone());
+        self.controller = self
+            .controller
+            .take()
+            .map(|controller| controller.watches_stream(stream, move |object: K| owners(&object, &wukongs, all.get())));
+    }
+}
+
+/// The Wukongs an object of a child kind concerns: its controller (a Wukong,
+/// or a DataVolume a Wukong controls, as for the claims CDI makes), or, for an
+/// object nobody controls, every Wukong that references it (an existing claim).
+fn owners<K: ChildKind>(object: &K, wukongs: &Store<GuardedWukong>, stores: Option<&ByKind>) -> Vec<ObjectRef<GuardedWukong>> {
+    let namespace = object.namespace().unwrap_or_default();
+    let controller = object.meta().owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
+    if let Some(owner) = controller {
+        let wukong = match owner.kind.as_str() {
+            "Wukong" => Some(owner.name.clone()),
+            "DataVolume" => stores
+                .and_then(|stores| stores.get::<Store<DataVolume>>())
+                .and_then(|data_volumes| ownership::cached(data_volumes, &namespace, &owner.name))
+                .and_then(|volume| {
+                    let owners = volume.metadata.owner_references.iter().flatten();
+                    owners.filter(|owner| owner.controller == Some(true) && owner.kind == "Wukong").map(|owner| owner.name.clone()).next()
+                }),
+            _ => None,
+        };
+        return wukong.map(|wukong| ObjectRef::new(&wukong).within(&namespace)).into_iter().collect();
+    }
+    if !K::REFERENCED {
+        return Vec::new();
+    }
+    let referencing = wukongs.state_filter(|wukong| wukong.wukong().is_some_and(|wukong| object.is_referenced_by(wukong)));
+    referencing.iter().map(|wukong| ObjectRef::from_obj(wukong.as_ref())).collect()
+}
+
 /// The Wukong a VMI belongs to: KubeVirt copies the VM template's labels,
 /// which carry the Wukong's name.
-fn instance_owner(instance: &VirtualMachineInstance, resource: &ApiResource) -> Option<ObjectRef<DynamicObject>> {
+fn instance_owner(instance: &VirtualMachineInstance) -> Option<ObjectRef<GuardedWukong>> {
     let labels = instance.metadata.labels.as_ref()?;
     if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGER) {
         return None;
     }
     let name = labels.get(INSTANCE_LABEL)?;
-    Some(ObjectRef::new_with(name, resource.clone()).within(&instance.namespace()?))
-}
-
-/// Maps a claim to the Wukongs that care about it: its controller (a Wukong, or
-/// a DataVolume a Wukong controls) and every Wukong that references it as an
-/// existing claim.
-fn claim_owners(
-    wukongs: Store<DynamicObject>,
-    data_volumes: Store<DataVolume>,
-    resource: ApiResource,
-) -> impl Fn(&PersistentVolumeClaim) -> Vec<ObjectRef<DynamicObject>> + Send + Sync + 'static {
-    move |claim| {
-        let namespace = claim.namespace().unwrap_or_default();
-        let name = claim.name_any();
-        let mut owners = Vec::new();
-        if let Some(owner) = claim.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true)) {
-            // A claim with a controller (a Wukong's blank disk, CDI's claim of a
-            // DataVolume) is no user's existing claim: map it to its owner only.
-            let wukong = match owner.kind.as_str() {
-                "Wukong" => Some(owner.name.clone()),
-                "DataVolume" => ownership::cached(&data_volumes, &namespace, &owner.name).and_then(|volume| {
-                    volume
-                        .metadata
-                        .owner_references
-                        .iter()
-                        .flatten()
-                        .find(|owner| owner.controller == Some(true) && owner.kind == "Wukong")
-                        .map(|owner| owner.name.clone())
-                }),
-                _ => None,
-            };
-            owners.extend(wukong.map(|wukong| ObjectRef::new_with(&wukong, resource.clone()).within(&namespace)));
-            return owners;
-        }
-        let referencing = wukongs.state_filter(|wukong| references_claim(wukong, &namespace, &name));
-        owners.extend(referencing.iter().map(|wukong| ObjectRef::from_obj_with(wukong.as_ref(), resource.clone())));
-        owners
-    }
-}
-
-/// Whether a raw Wukong references the claim `namespace/name` as an existing claim.
-fn references_claim(wukong: &DynamicObject, namespace: &str, name: &str) -> bool {
-    let own_namespace = wukong.metadata.namespace.as_deref().unwrap_or_default();
-    let disks = wukong.data.get("spec").and_then(|spec| spec.get("disks")).and_then(serde_json::Value::as_array);
-    disks.into_iter().flatten().filter_map(|disk| disk.get("existingPVC")).any(|existing| {
-        let claim_namespace = existing.get("namespace").and_then(serde_json::Value::as_str).unwrap_or(own_namespace);
-        existing.get("name").and_then(serde_json::Value::as_str) == Some(name) && claim_namespace == namespace
-    })
+    Some(ObjectRef::new(name).within(&instance.namespace()?))
 }
 
 /// Runs a reconcile once every cache has synced, and keeps the failure count
 /// that [`error_policy`] backs off with.
-async fn reconcile_tracked(object: Arc<DynamicObject>, context: Arc<Context>, sync: &CacheSync) -> Result<Action, reconcile::Error> {
+async fn reconcile_tracked(object: Arc<GuardedWukong>, context: Arc<Context>, sync: &CacheSync) -> Result<Action, reconcile::Error> {
     sync.wait().await;
     let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
     let result = reconcile::reconcile(object, context.clone()).await;
@@ -368,7 +359,7 @@ async fn reconcile_tracked(object: Arc<DynamicObject>, context: Arc<Context>, sy
 
 /// Retries a failed reconcile with exponential backoff per Wukong: 1 s, 2 s,
 /// 4 s, ... up to 5 minutes.
-fn error_policy(object: Arc<DynamicObject>, error: &reconcile::Error, context: Arc<Context>) -> Action {
+fn error_policy(object: Arc<GuardedWukong>, error: &reconcile::Error, context: Arc<Context>) -> Action {
     let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
     let attempts = match context.failures.lock() {
         Ok(mut failures) => {

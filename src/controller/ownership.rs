@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-pub use crate::build::meta::DELETION_POLICY_ANNOTATION;
+pub use crate::children::meta::DELETION_POLICY_ANNOTATION;
 /// Annotation put on a volume the operator retained instead of deleting.
 pub const RETAINED_FROM_ANNOTATION: &str = "vm.novasphere.dev/retained-from";
 /// Finalizer the operator puts on every Wukong.

@@ -1,29 +1,33 @@
 //! The reconcile driver: a thin sequence of named steps.
 //!
-//! In: a raw Wukong object from the watch cache and the context. Out: the
-//! action for the scheduler, after running parse -> dereference -> validate ->
-//! build -> apply -> status (or cleanup when the Wukong is being deleted). Each
-//! step has its own error type; a failed step becomes a condition and an Event.
+//! In: a guarded Wukong from the watch cache and the context. Out: the action
+//! for the scheduler, after finalizer -> validate the spec -> plan -> observe
+//! -> resolve -> validate the facts -> apply -> status (or cleanup when the
+//! Wukong is being deleted). Each step has its own error type and one variant
+//! here; a failed step becomes a condition and an Event, and the status it
+//! writes is computed from what the caches show (observe cannot fail), so a
+//! failure never makes the status forget a running VM.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
-use super::apply::{ApplyError, apply};
+use super::apply::{ApplyError, Changes, apply};
+use super::checks::{ValidateError, check, validate_spec};
 use super::cleanup::{CleanupError, cleanup};
 use super::context::Context;
-use super::dereference::{DereferenceError, Dereferenced, Observed, dereference};
+use super::observe::{Observed, observe};
 use super::ownership::FINALIZER;
-use super::status::{self, Failure, Inputs, StatusError};
-use super::validate::{ValidateError, validate};
-use super::wukong_resource;
-use crate::api::{Wukong, WukongStatus};
-use crate::build::build;
+use super::report::{StatusError, publish, report};
+use super::resolve::{ResolveError, resolve};
+use super::status::{Failure, Inputs, compute};
+use crate::api::{GuardedWukong, Wukong, WukongSpec};
+use crate::children::plan::{Plan, plan};
+use crate::validate::run_strategy;
 
 /// How long a converged Wukong waits before it is looked at again (drift the
 /// watches missed); such a pass writes nothing.
@@ -48,9 +52,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// The dereference step failed.
+    /// The resolve step failed.
     #[error(transparent)]
-    Dereference(#[from] DereferenceError),
+    Resolve(#[from] ResolveError),
     /// The apply step failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
@@ -67,226 +71,187 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Finalizer { .. } => "FinalizerFailed",
-            Self::Dereference(_) => "DereferenceFailed",
+            Self::Resolve(_) => "ResolveFailed",
             Self::Apply(_) => "ApplyFailed",
             Self::Status(_) => "StatusFailed",
             Self::Cleanup(_) => "CleanupFailed",
         }
     }
-}
 
-/// Reads a raw Wukong into the typed one; the error names the field.
-pub fn parse(object: &DynamicObject) -> Result<Wukong, String> {
-    let value = serde_json::to_value(object).map_err(|error| format!("failed to read the object: {error}"))?;
-    serde_path_to_error::deserialize::<_, Wukong>(value).map_err(|error| {
-        let path = error.path().to_string();
-        format!("failed to read {path}: {}", error.into_inner())
-    })
+    /// The step that failed, for metrics and logs.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Self::Finalizer { .. } => "finalizer",
+            Self::Resolve(_) => "resolve",
+            Self::Apply(_) => "apply",
+            Self::Status(_) => "status",
+            Self::Cleanup(_) => "cleanup",
+        }
+    }
 }
 
 /// Reconciles one Wukong.
-pub async fn reconcile(object: Arc<DynamicObject>, context: Arc<Context>) -> Result<Action, Error> {
-    let namespace = object.namespace().unwrap_or_default();
-    let name = object.name_any();
-    let api: Api<DynamicObject> = Api::namespaced_with(context.client.clone(), &namespace, &wukong_resource());
-    let previous = status::previous(&object);
-    let reference = object.object_ref(&wukong_resource());
-    let now = (context.clock)();
-
-    let wukong = match parse(&object) {
+pub async fn reconcile(object: std::sync::Arc<GuardedWukong>, context: std::sync::Arc<Context>) -> Result<Action, Error> {
+    let context = context.as_ref();
+    if object.meta().deletion_timestamp.is_some() {
+        return delete(context, &object).await;
+    }
+    let wukong = match &object.0 {
         Ok(wukong) => wukong,
-        // Cleanup works from the metadata (children are found by UID): a spec
-        // that no longer reads must not keep the finalizer on forever.
-        Err(_) if object.metadata.deletion_timestamp.is_some() => {
-            Wukong { metadata: object.metadata.clone(), spec: crate::api::WukongSpec::default(), status: None }
-        }
-        Err(message) => {
-            let failure = Failure { reason: "InvalidSpec".to_string(), message, invalid: true };
-            let spec = crate::api::WukongSpec::default();
-            let dereferenced = Dereferenced::default();
-            let inputs = inputs(&object, &spec, &dereferenced, &dereferenced.observed, Some(&failure), previous.as_ref(), &now);
-            report(&context, &api, &object, &inputs, previous.as_ref()).await?;
-            return Ok(Action::await_change());
-        }
+        Err(unreadable) => return refuse(context, &object, None, "InvalidSpec", unreadable.error.clone()).await,
     };
-
-    if wukong.metadata.deletion_timestamp.is_some() {
-        let (cleaned, action) = cleanup(&context, &wukong).await?;
-        if !cleaned.applied.deleted.is_empty() {
-            publish(&context, &reference, EventType::Normal, "Cleanup", format!("deleted {}", cleaned.applied.deleted.join(", "))).await;
-        }
-        if !cleaned.applied.released.is_empty() {
-            let note = format!("kept {} (deletionPolicy Retain)", cleaned.applied.released.join(", "));
-            publish(&context, &reference, EventType::Normal, "Retained", note).await;
-        }
-        if cleaned.finished {
-            info!(%namespace, %name, "cleanup finished");
-        }
-        return Ok(action);
-    }
-
-    if !wukong.metadata.finalizers.iter().flatten().any(|finalizer| finalizer == FINALIZER) {
-        add_finalizer(&api, &wukong).await?;
-    }
-
-    let dereferenced = match dereference(&context, &wukong).await {
-        Ok(dereferenced) => dereferenced,
-        Err(error) => return fail(&context, &api, &object, &wukong, Error::Dereference(error), previous.as_ref()).await,
+    add_finalizer(context, wukong).await?;
+    let valid = match validate_spec(wukong) {
+        Ok(valid) => valid,
+        Err(error) => return refuse(context, &object, Some(wukong), error.reason(), message(&error)).await,
     };
-
-    let validated = match validate(&wukong, &dereferenced) {
-        Ok(validated) => validated,
-        Err(error) => {
-            let failure = Failure { reason: error.reason().to_string(), message: validate_message(&error), invalid: true };
-            let inputs = inputs(&object, &wukong.spec, &dereferenced, &dereferenced.observed, Some(&failure), previous.as_ref(), &now);
-            report(&context, &api, &object, &inputs, previous.as_ref()).await?;
-            let action = match error {
-                ValidateError::InvalidSpec(_) => Action::await_change(),
-                ValidateError::Refused(_) => Action::requeue(REFUSED_RETRY),
-            };
-            return Ok(action);
-        }
+    let plan = plan(&valid);
+    let observed = observe(&context.stores, wukong, &plan);
+    let resolved = match resolve(&context.client, wukong).await {
+        Ok(resolved) => resolved,
+        Err(error) => return fail(context, &object, &plan, &observed, Error::Resolve(error)).await,
     };
-
-    let children = build(&validated.wukong, &validated.passwords);
+    let inputs = match check(&valid, &plan, &observed, &resolved) {
+        Ok(inputs) => inputs,
+        Err(error) => return refuse_facts(context, &object, &plan, &observed, &error).await,
+    };
     // Children only become orphans when the spec changes: scan for them when the
     // generation moved since the last status (which a cut-short pass never wrote).
-    let scan_for_orphans = previous.as_ref().and_then(|status| status.observed_generation) != wukong.metadata.generation;
-    let applied = match apply(&context, &validated.wukong, children, &dereferenced.observed, scan_for_orphans).await {
+    let scan_for_orphans = object.status().and_then(|status| status.observed_generation) != wukong.metadata.generation;
+    let applied = match apply(context, &valid, &plan, &inputs, &observed, scan_for_orphans).await {
         Ok(applied) => applied,
-        Err(error) => return fail(&context, &api, &object, &wukong, Error::Apply(error), previous.as_ref()).await,
+        Err(error) => return fail(context, &object, &plan, &observed, Error::Apply(error)).await,
     };
-    // One Event per kind of change and pass, not one per child: Events are API writes too.
-    if !applied.written.is_empty() {
-        publish(&context, &reference, EventType::Normal, "Applied", format!("applied {}", applied.written.join(", "))).await;
-    }
-    if !applied.deleted.is_empty() {
-        publish(
-            &context,
-            &reference,
-            EventType::Normal,
-            "Removed",
-            format!("deleted {}, no longer in the spec", applied.deleted.join(", ")),
-        )
-        .await;
-    }
-    if !applied.released.is_empty() {
-        let note = format!("kept {} (deletionPolicy Retain), no longer in the spec", applied.released.join(", "));
-        publish(&context, &reference, EventType::Normal, "Retained", note).await;
-    }
-    if dereferenced.observed.virtual_machine.is_none() && applied.observed.virtual_machine.is_some() {
-        // The VM was just created: its watch event (and those of the other new
-        // children, gathered by the debounce) brings another pass at once, which
-        // reports the settled state. Writing "Creating" now would cost a status
-        // write per new Wukong that the next pass overwrites; the short requeue
-        // guarantees that pass even if no event came.
+    announce(context, &object, &applied.changes, ("Removed", ", no longer in the spec")).await;
+    if observed.virtual_machine().is_none() && applied.observed.virtual_machine().is_some() {
+        // The VM was just created: the watch events of the new children,
+        // gathered by the debounce, bring the next pass at once; it reports
+        // the settled state, which saves a status write per new Wukong. The
+        // short requeue guarantees that pass even if no event came.
         return Ok(Action::requeue(STATUS_AFTER_CREATE));
     }
-    let inputs = inputs(&object, &wukong.spec, &dereferenced, &applied.observed, None, previous.as_ref(), &now);
-    report(&context, &api, &object, &inputs, previous.as_ref()).await?;
+    status(context, &object, &plan, &applied.observed, None).await?;
     Ok(Action::requeue(RESYNC))
 }
 
-fn validate_message(error: &ValidateError) -> String {
+/// Computes the status from what was observed and writes it; a failed write
+/// becomes an Event too (there is no status to carry it).
+async fn status(
+    context: &Context,
+    object: &GuardedWukong,
+    plan: &Plan,
+    observed: &Observed,
+    failure: Option<&Failure>,
+) -> Result<(), Error> {
+    let default_spec = WukongSpec::default();
+    let spec = object.wukong().map_or(&default_spec, |wukong| &wukong.spec);
+    let now = (context.clock)();
+    let inputs = Inputs {
+        generation: object.meta().generation,
+        spec,
+        run_strategy: run_strategy(spec),
+        plan,
+        observed,
+        failure,
+        previous: object.status(),
+        now: &now,
+    };
+    let computed = compute(&inputs);
+    if let Err(error) = report(context, object, &computed, failure).await {
+        publish(context, object, EventType::Warning, "StatusFailed", error.to_string()).await;
+        return Err(Error::Status(error));
+    }
+    Ok(())
+}
+
+/// Reports a transient failure (Synced=False, an Event) over what the caches
+/// show, and returns it for backoff.
+async fn fail(context: &Context, object: &GuardedWukong, plan: &Plan, observed: &Observed, error: Error) -> Result<Action, Error> {
+    let failure = Failure { reason: error.reason().to_string(), message: error.to_string(), invalid: false };
+    if let Err(status_error) = status(context, object, plan, observed, Some(&failure)).await {
+        warn!(error = %status_error, "failed to report a failure in the status");
+    }
+    Err(error)
+}
+
+/// Reports an unreadable or invalid spec: phase Error until the spec changes.
+async fn refuse(
+    context: &Context,
+    object: &GuardedWukong,
+    wukong: Option<&Wukong>,
+    reason: &str,
+    message: String,
+) -> Result<Action, Error> {
+    let meta = object.meta();
+    let (namespace, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+    let plan = Plan::unbuildable(&namespace, &name, wukong.map(|wukong| &wukong.spec));
+    let observed = wukong.map(|wukong| observe(&context.stores, wukong, &plan)).unwrap_or_default();
+    let failure = Failure { reason: reason.to_string(), message, invalid: true };
+    status(context, object, &plan, &observed, Some(&failure)).await?;
+    Ok(Action::await_change())
+}
+
+/// Reports a valid spec the cluster does not allow building yet; looks again
+/// later in case the watches miss the fix.
+async fn refuse_facts(
+    context: &Context,
+    object: &GuardedWukong,
+    plan: &Plan,
+    observed: &Observed,
+    error: &ValidateError,
+) -> Result<Action, Error> {
+    let failure = Failure { reason: error.reason().to_string(), message: message(error), invalid: true };
+    status(context, object, plan, observed, Some(&failure)).await?;
+    Ok(Action::requeue(REFUSED_RETRY))
+}
+
+fn message(error: &ValidateError) -> String {
     match error {
         ValidateError::InvalidSpec(problems) => problems.to_string(),
         ValidateError::Refused(_) => error.to_string(),
     }
 }
 
-/// Reports a transient failure in the status and returns it for backoff.
-async fn fail(
-    context: &Context,
-    api: &Api<DynamicObject>,
-    object: &DynamicObject,
-    wukong: &Wukong,
-    error: Error,
-    previous: Option<&WukongStatus>,
-) -> Result<Action, Error> {
-    let failure = Failure { reason: error.reason().to_string(), message: error.to_string(), invalid: false };
-    // What the caches hold: the children, and the existing claims and storage
-    // classes the volume statuses are computed from.
-    let dereferenced = dereference(context, wukong).await.unwrap_or_default();
-    let now = (context.clock)();
-    let inputs = inputs(object, &wukong.spec, &dereferenced, &dereferenced.observed, Some(&failure), previous, &now);
-    if let Err(status_error) = report(context, api, object, &inputs, previous).await {
-        warn!(error = %status_error, "failed to report a failure in the status");
+/// One cleanup pass of a Wukong being deleted.
+async fn delete(context: &Context, object: &GuardedWukong) -> Result<Action, Error> {
+    let (cleaned, action) = cleanup(context, object).await?;
+    announce(context, object, &cleaned.changes, ("Cleanup", "")).await;
+    if cleaned.finished {
+        info!(namespace = ?object.meta().namespace, name = ?object.meta().name, "cleanup finished");
     }
-    Err(error)
+    Ok(action)
 }
 
-fn inputs<'a>(
-    object: &'a DynamicObject,
-    spec: &'a crate::api::WukongSpec,
-    dereferenced: &'a Dereferenced,
-    observed: &'a Observed,
-    failure: Option<&'a Failure>,
-    previous: Option<&'a WukongStatus>,
-    now: &'a str,
-) -> Inputs<'a> {
-    Inputs {
-        generation: object.metadata.generation,
-        namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
-        name: object.metadata.name.as_deref().unwrap_or_default(),
-        spec,
-        observed,
-        dereferenced,
-        failure,
-        previous,
-        now,
+/// One Event per kind of change and pass, not one per child: Events are API
+/// writes too. `removal` is the reason of the deletions' Event and what the
+/// removal notes add (why).
+async fn announce(context: &Context, object: &GuardedWukong, changes: &Changes, removal: (&str, &str)) {
+    let (reason, why) = removal;
+    if !changes.written.is_empty() {
+        publish(context, object, EventType::Normal, "Applied", format!("applied {}", changes.written.join(", "))).await;
     }
-}
-
-/// Computes and writes the status; publishes Events for a phase change and for
-/// a newly failing step.
-async fn report(
-    context: &Context,
-    api: &Api<DynamicObject>,
-    object: &DynamicObject,
-    inputs: &Inputs<'_>,
-    previous: Option<&WukongStatus>,
-) -> Result<(), StatusError> {
-    let status = status::compute(inputs);
-    let reference = object.object_ref(&wukong_resource());
-    let name = object.name_any();
-    let namespace = object.namespace().unwrap_or_default();
-    let old_phase = previous.and_then(|status| status.phase);
-    if old_phase != status.phase
-        && let Some(phase) = status.phase
-    {
-        let kind = if phase == crate::api::Phase::Error { EventType::Warning } else { EventType::Normal };
-        let from = old_phase.map_or("none", |phase| phase.as_str());
-        publish(context, &reference, kind, "PhaseChanged", format!("phase {from} -> {}", phase.as_str())).await;
+    if !changes.deleted.is_empty() {
+        publish(context, object, EventType::Normal, reason, format!("deleted {}{why}", changes.deleted.join(", "))).await;
     }
-    if let Some(failure) = inputs.failure {
-        let already = previous.is_some_and(|status| {
-            status.conditions.iter().any(|condition| condition.reason == failure.reason && condition.message == failure.message)
-        });
-        if !already {
-            publish(context, &reference, EventType::Warning, &failure.reason, failure.message.clone()).await;
-        }
-    }
-    status::write(api, &name, &namespace, &status, previous).await?;
-    Ok(())
-}
-
-/// Publishes an Event; failing to publish is logged, never fatal.
-async fn publish(context: &Context, reference: &k8s_openapi::api::core::v1::ObjectReference, kind: EventType, reason: &str, note: String) {
-    let event = Event { type_: kind, reason: reason.to_string(), note: Some(note), action: "Reconcile".to_string(), secondary: None };
-    if let Err(error) = context.recorder.publish(&event, reference).await {
-        warn!(%error, reason, "failed to publish an event");
+    if !changes.released.is_empty() {
+        let note = format!("kept {} (deletionPolicy Retain){why}", changes.released.join(", "));
+        publish(context, object, EventType::Normal, "Retained", note).await;
     }
 }
 
 /// Adds the finalizer before the first child exists. The merge patch carries
 /// the resourceVersion it read, so a concurrent change of the finalizer list
 /// fails with a conflict (and is retried) instead of being lost.
-async fn add_finalizer(api: &Api<DynamicObject>, wukong: &Wukong) -> Result<(), Error> {
+async fn add_finalizer(context: &Context, wukong: &Wukong) -> Result<(), Error> {
+    if wukong.metadata.finalizers.iter().flatten().any(|finalizer| finalizer == FINALIZER) {
+        return Ok(());
+    }
     let namespace = wukong.metadata.namespace.clone().unwrap_or_default();
     let name = wukong.metadata.name.clone().unwrap_or_default();
     let mut finalizers = wukong.metadata.finalizers.clone().unwrap_or_default();
     finalizers.push(FINALIZER.to_string());
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": wukong.metadata.resource_version}});
+    let api: Api<GuardedWukong> = Api::namespaced(context.client.clone(), &namespace);
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| Error::Finalizer {
         namespace,
         name,

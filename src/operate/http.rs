@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kube::api::DynamicObject;
 use kube::runtime::reflector::Store;
 
 use super::metrics::Metrics;
@@ -27,7 +26,7 @@ pub struct Health {
     /// The metrics registry.
     pub metrics: Metrics,
     /// The Wukong cache, once the controller runs (for `wukong_wukongs{phase}`).
-    pub wukongs: OnceLock<Store<DynamicObject>>,
+    pub wukongs: OnceLock<Store<crate::api::GuardedWukong>>,
 }
 
 impl Health {

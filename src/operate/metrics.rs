@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::Request;
-use kube::api::DynamicObject;
 use kube::runtime::reflector::Store;
+
+use crate::api::GuardedWukong;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The operator's metrics.
@@ -61,12 +62,12 @@ impl Metrics {
     }
 
     /// The text exposition, counting the cached Wukongs by phase first.
-    pub fn render(&self, wukongs: Option<&Store<DynamicObject>>) -> String {
+    pub fn render(&self, wukongs: Option<&Store<GuardedWukong>>) -> String {
         if let Some(store) = wukongs {
             let mut phases: BTreeMap<String, i64> =
                 ["Pending", "Creating", "Running", "Stopped", "Error"].iter().map(|phase| (phase.to_string(), 0)).collect();
             for wukong in store.state() {
-                let phase = wukong.data.pointer("/status/phase").and_then(serde_json::Value::as_str).unwrap_or("Pending");
+                let phase = wukong.status().and_then(|status| status.phase).map_or("Pending", |phase| phase.as_str());
                 *phases.entry(phase.to_string()).or_default() += 1;
             }
             for (phase, count) in phases {

@@ -9,7 +9,7 @@ use super::Collector;
 use super::names::{is_dns_label, is_dns_subdomain};
 use super::quantity;
 use crate::api::{DeletionPolicy, Disk};
-use crate::build::naming::CLOUD_INIT_DISK;
+use crate::naming::CLOUD_INIT_DISK;
 
 pub(crate) fn check(collector: &mut Collector, disks: &[Disk]) -> Vec<Option<u128>> {
     let mut names = BTreeSet::new();

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use super::Collector;
 use super::names::is_dns_label;
 use crate::api::{IpMode, Network, NetworkType};
-use crate::build::naming::derived_mac;
+use crate::naming::derived_mac;
 
 /// A validated static address.
 #[derive(Clone, Debug, PartialEq, Eq)]

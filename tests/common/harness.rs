@@ -9,36 +9,35 @@
 
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Resource;
-use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use wukong::api::GuardedWukong;
+use wukong::children::{ChildKind, EachKind, for_each_kind};
+use wukong::controller::by_kind::ByKind;
 use wukong::controller::context::{Context, Stores};
 use wukong::controller::reconcile::{Error, reconcile};
 use wukong::controller::wukong_resource;
-use wukong_models::datavolume::DataVolume;
-use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
-use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::fake_api::{FakeApi, Request};
 
+/// Refills one child kind's cache from the fake.
+type Refill = Box<dyn FnMut(&FakeApi) + Send>;
+
 /// The writers behind the controller's caches.
 struct Writers {
-    wukongs: Writer<DynamicObject>,
-    virtual_machines: Writer<VirtualMachine>,
+    wukongs: Writer<GuardedWukong>,
     instances: Writer<VirtualMachineInstance>,
-    data_volumes: Writer<DataVolume>,
-    claims: Writer<PersistentVolumeClaim>,
-    attachments: Writer<NetworkAttachmentDefinition>,
-    secrets: Writer<Secret>,
     storage_classes: Writer<StorageClass>,
+    /// One refill per registered child kind.
+    children: Vec<Refill>,
 }
 
 /// The fake cluster plus the controller's context.
@@ -67,29 +66,45 @@ fn typed<K: DeserializeOwned>(api: &FakeApi, api_version: &str, plural: &str) ->
     api.list(api_version, plural).into_iter().filter_map(|object| serde_json::from_value(object).ok()).collect()
 }
 
+/// Makes a cache and its refill for every registered child kind.
+struct ChildCaches {
+    stores: ByKind,
+    refills: Vec<Refill>,
+}
+
+impl EachKind for ChildCaches {
+    fn kind<K: ChildKind>(&mut self) {
+        let (store, mut writer): (Store<K>, Writer<K>) = reflector::store();
+        self.stores.insert(store);
+        self.refills.push(Box::new(move |api: &FakeApi| {
+            let objects: Vec<K> = typed(api, &K::api_version(&()), &K::plural(&()));
+            // The caches hold what the controller's watch selects.
+            let selected = objects.into_iter().filter(|object| selected::<K>(object)).collect();
+            refill(&mut writer, selected);
+        }));
+    }
+}
+
+/// Whether the operator's cache of kind `K` holds `object` (its label selector, `key=value` only).
+fn selected<K: ChildKind>(object: &K) -> bool {
+    let Some(selector) = K::cache_selector() else { return true };
+    selector.split(',').all(|requirement| {
+        let (key, value) = requirement.split_once('=').unwrap_or((requirement, ""));
+        object.meta().labels.as_ref().and_then(|labels| labels.get(key)).map(String::as_str) == Some(value)
+    })
+}
+
 impl Harness {
     /// A harness with an empty cluster; must be created inside a Tokio runtime.
     pub fn new() -> Harness {
         let api = FakeApi::new();
         let client = api.client();
-        let wukong_writer = Writer::new(wukong_resource());
-        let (virtual_machines, vm_writer) = reflector::store();
+        let (wukongs, wukong_writer) = reflector::store();
         let (instances, instance_writer) = reflector::store();
-        let (data_volumes, data_volume_writer) = reflector::store();
-        let (claims, claim_writer) = reflector::store();
-        let (attachments, attachment_writer) = reflector::store();
-        let (secrets, secret_writer) = reflector::store();
         let (storage_classes, class_writer) = reflector::store();
-        let stores = Stores {
-            wukongs: wukong_writer.as_reader(),
-            virtual_machines,
-            instances,
-            data_volumes,
-            claims,
-            attachments,
-            secrets,
-            storage_classes,
-        };
+        let mut caches = ChildCaches { stores: ByKind::default(), refills: Vec::new() };
+        for_each_kind(&mut caches);
+        let stores = Stores { wukongs, instances, storage_classes, children: caches.stores };
         let clock = Arc::new(Mutex::new("2026-11-22T10:00:00Z".to_string()));
         let clock_reader = clock.clone();
         let context = Arc::new(Context {
@@ -99,16 +114,8 @@ impl Harness {
             clock: Arc::new(move || clock_reader.lock().map(|time| time.clone()).unwrap_or_default()),
             failures: Arc::default(),
         });
-        let writers = Writers {
-            wukongs: wukong_writer,
-            virtual_machines: vm_writer,
-            instances: instance_writer,
-            data_volumes: data_volume_writer,
-            claims: claim_writer,
-            attachments: attachment_writer,
-            secrets: secret_writer,
-            storage_classes: class_writer,
-        };
+        let writers =
+            Writers { wukongs: wukong_writer, instances: instance_writer, storage_classes: class_writer, children: caches.refills };
         let harness = Harness { api, context, writers: Mutex::new(writers), clock };
         harness.sync();
         harness
@@ -123,15 +130,12 @@ impl Harness {
     pub fn sync(&self) {
         let api = &self.api;
         let mut writers = self.writers.lock().expect("writers lock");
-        let wukongs: Vec<DynamicObject> = typed(api, "vm.novasphere.dev/v1alpha1", "wukongs");
-        refill(&mut writers.wukongs, wukongs);
-        refill(&mut writers.virtual_machines, typed(api, "kubevirt.io/v1", "virtualmachines"));
+        refill(&mut writers.wukongs, typed(api, "vm.novasphere.dev/v1alpha1", "wukongs"));
         refill(&mut writers.instances, typed(api, "kubevirt.io/v1", "virtualmachineinstances"));
-        refill(&mut writers.data_volumes, typed(api, "cdi.kubevirt.io/v1beta1", "datavolumes"));
-        refill(&mut writers.claims, typed(api, "v1", "persistentvolumeclaims"));
-        refill(&mut writers.attachments, typed(api, "k8s.cni.cncf.io/v1", "network-attachment-definitions"));
-        refill(&mut writers.secrets, typed(api, "v1", "secrets"));
         refill(&mut writers.storage_classes, typed(api, "storage.k8s.io/v1", "storageclasses"));
+        for child in &mut writers.children {
+            child(api);
+        }
     }
 
     /// Seeds a Wukong from YAML.
@@ -160,8 +164,7 @@ impl Harness {
     /// One reconcile pass of `namespace/name`, with the caches synced first.
     pub async fn reconcile(&self, namespace: &str, name: &str) -> Result<Action, Error> {
         self.sync();
-        let object = self.wukong(namespace, name).expect("wukong exists");
-        let object: DynamicObject = serde_json::from_value(object).expect("dynamic object");
+        let object = GuardedWukong::from_value(self.wukong(namespace, name).expect("wukong exists"));
         reconcile(Arc::new(object), self.context.clone()).await
     }
 
@@ -198,8 +201,7 @@ impl Harness {
     /// they are: the controller's watches have not caught up with its own writes
     /// (as after a crash and restart racing the reflectors).
     pub async fn reconcile_without_sync(&self, namespace: &str, name: &str) -> Result<Action, Error> {
-        let object = self.wukong(namespace, name).expect("wukong exists");
-        let object: DynamicObject = serde_json::from_value(object).expect("dynamic object");
+        let object = GuardedWukong::from_value(self.wukong(namespace, name).expect("wukong exists"));
         reconcile(Arc::new(object), self.context.clone()).await
     }
 
@@ -230,7 +232,7 @@ impl Harness {
 
     /// Deletes the Wukong through the API, as `kubectl delete` does.
     pub async fn delete_wukong(&self, namespace: &str, name: &str) {
-        let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(self.api.client(), namespace, &wukong_resource());
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(self.api.client(), namespace, &wukong_resource());
         api.delete(name, &kube::api::DeleteParams::default()).await.expect("delete the wukong");
     }
 

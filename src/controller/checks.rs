@@ -1,7 +1,8 @@
-//! Step 2 of a reconcile: decide whether the Wukong can be built.
+//! The validate step: decide whether the Wukong can be built.
 //!
-//! In: the parsed Wukong and the dereferenced facts. Out: the validated Wukong
-//! and the passwords for the builders, or why not: an invalid spec, or refusals
+//! In: the Wukong; once its spec is valid, its plan, what the caches show and
+//! what was resolved. Out: the validated Wukong ([`validate_spec`]), then the
+//! inputs of the builders ([`check`]), or why not: an invalid spec, or refusals
 //! that name the object at fault (a missing or unusable claim, a claim in use,
 //! an ungranted cross-namespace reference, a missing password Secret, a name
 //! taken by someone else, a disk that would shrink or change its image).
@@ -13,10 +14,16 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wukong_models::datavolume::DataVolume;
 
-use super::dereference::{CLONE_GRANT_ANNOTATION, Dereferenced, PasswordLookup};
+use super::observe::Observed;
+use super::resolve::{PasswordLookup, Resolved};
 use crate::api::Wukong;
-use crate::build::storage::volume_name;
-use crate::validate::{Problem, Problems, ValidWukong, quantity, validate as validate_spec};
+use crate::children::BuildInputs;
+use crate::children::plan::{Plan, Volume};
+use crate::validate::{Problem, Problems, ValidWukong, quantity, validate};
+
+/// Annotation a claim's owner sets to let Wukongs in other namespaces clone it:
+/// a comma-separated list of namespaces, or `*`.
+pub const CLONE_GRANT_ANNOTATION: &str = "vm.novasphere.dev/clone-to-namespaces";
 
 /// A reason the cluster keeps the Wukong from being built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,22 +59,17 @@ impl ValidateError {
     }
 }
 
-/// What the builders need.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Validated {
-    /// The validated Wukong.
-    pub wukong: ValidWukong,
-    /// Passwords by user name.
-    pub passwords: BTreeMap<String, String>,
+/// Validates the spec itself.
+pub fn validate_spec(wukong: &Wukong) -> Result<ValidWukong, ValidateError> {
+    validate(wukong).map_err(ValidateError::InvalidSpec)
 }
 
-/// Validates the spec, then the facts it depends on.
-pub fn validate(wukong: &Wukong, dereferenced: &Dereferenced) -> Result<Validated, ValidateError> {
-    let valid = validate_spec(wukong).map_err(ValidateError::InvalidSpec)?;
+/// Checks the facts the valid Wukong depends on; returns what the builders need.
+pub fn check(valid: &ValidWukong, plan: &Plan, observed: &Observed, resolved: &Resolved) -> Result<BuildInputs, ValidateError> {
     let mut refusals = Vec::new();
-    check_claims(&valid, dereferenced, &mut refusals);
-    check_owned_volumes(&valid, dereferenced, &mut refusals);
-    for (kind, name) in &dereferenced.foreign {
+    check_claims(valid, plan, observed, &mut refusals);
+    check_owned_volumes(valid, plan, observed, &mut refusals);
+    for (kind, name) in &observed.foreign {
         refusals.push(refusal(
             "NameConflict",
             "metadata.name",
@@ -77,24 +79,24 @@ pub fn validate(wukong: &Wukong, dereferenced: &Dereferenced) -> Result<Validate
             ),
         ));
     }
-    let passwords = passwords(&valid, dereferenced, &mut refusals);
+    let passwords = passwords(valid, resolved, &mut refusals);
     if !refusals.is_empty() {
         return Err(ValidateError::Refused(refusals));
     }
-    Ok(Validated { wukong: valid, passwords })
+    Ok(BuildInputs { passwords })
 }
 
 fn refusal(reason: &'static str, field: impl Into<String>, message: String) -> Refusal {
     Refusal { reason, problem: Problem { field: field.into(), message } }
 }
 
-fn check_claims(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut Vec<Refusal>) {
-    for (index, reference) in &dereferenced.claims {
+fn check_claims(valid: &ValidWukong, plan: &Plan, observed: &Observed, refusals: &mut Vec<Refusal>) {
+    for (index, reference) in &observed.existing_claims {
         let field = format!("spec.disks[{index}].existingPVC");
         let read_only =
             valid.spec.disks.get(*index).and_then(|disk| disk.existing_pvc.as_ref()).and_then(|existing| existing.read_only) == Some(true);
         let shown = format!("\"{}/{}\"", reference.namespace, reference.name);
-        if reference.namespace != valid.namespace && has_clone(valid, dereferenced, *index) {
+        if reference.namespace != valid.namespace && has_clone(plan, observed, *index) {
             // The clone exists: the VM runs from its own copy, whatever became of the source or its grant.
             continue;
         }
@@ -140,10 +142,8 @@ fn check_claims(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut
 }
 
 /// Whether the clone DataVolume of the cross-namespace disk at `index` exists.
-fn has_clone(valid: &ValidWukong, dereferenced: &Dereferenced, index: usize) -> bool {
-    let Some(disk) = valid.spec.disks.get(index) else { return false };
-    let name = volume_name(&valid.name, disk);
-    dereferenced.observed.data_volumes.iter().any(|volume| volume.metadata.name.as_deref() == Some(name.as_str()))
+fn has_clone(plan: &Plan, observed: &Observed, index: usize) -> bool {
+    plan.disks.get(index).is_some_and(|disk| matches!(&disk.volume, Volume::DataVolume(name) if observed.data_volume(name).is_some()))
 }
 
 fn access_modes(claim: &PersistentVolumeClaim) -> Vec<String> {
@@ -157,14 +157,14 @@ pub fn is_granted(claim: &PersistentVolumeClaim, namespace: &str) -> bool {
 }
 
 /// Volumes the operator made: no shrinking, no new image for an imported disk.
-fn check_owned_volumes(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut Vec<Refusal>) {
-    for (index, disk) in valid.spec.disks.iter().enumerate() {
-        if disk.existing_pvc.is_some() {
+fn check_owned_volumes(valid: &ValidWukong, plan: &Plan, observed: &Observed, refusals: &mut Vec<Refusal>) {
+    for (index, (disk, planned)) in valid.spec.disks.iter().zip(&plan.disks).enumerate() {
+        if planned.existing.is_some() {
             continue;
         }
-        let name = volume_name(&valid.name, disk);
-        let claim = dereferenced.observed.claims.iter().find(|claim| claim.metadata.name.as_deref() == Some(name.as_str()));
-        let data_volume = dereferenced.observed.data_volumes.iter().find(|volume| volume.metadata.name.as_deref() == Some(name.as_str()));
+        let name = planned.volume.name();
+        let claim = observed.volume_claim(name);
+        let data_volume = observed.data_volume(name);
         match (&disk.image, data_volume, claim) {
             (Some(_), None, Some(_)) => refusals.push(refusal(
                 "SourceChangeRefused",
@@ -232,13 +232,13 @@ fn data_volume_request(data_volume: &DataVolume) -> Option<String> {
     })
 }
 
-fn passwords(valid: &ValidWukong, dereferenced: &Dereferenced, refusals: &mut Vec<Refusal>) -> BTreeMap<String, String> {
+fn passwords(valid: &ValidWukong, resolved: &Resolved, refusals: &mut Vec<Refusal>) -> BTreeMap<String, String> {
     let mut passwords = BTreeMap::new();
     let users = valid.spec.cloud_init.as_ref().map(|cloud_init| cloud_init.users.as_slice()).unwrap_or_default();
     for (index, user) in users.iter().enumerate() {
         let Some(reference) = &user.password_secret_ref else { continue };
         let field = format!("spec.cloudInit.users[{index}].passwordSecretRef");
-        match dereferenced.passwords.get(&index) {
+        match resolved.passwords.get(&index) {
             Some(PasswordLookup::Found(value)) => {
                 passwords.insert(user.name.clone(), value.clone());
             }

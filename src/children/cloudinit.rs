@@ -2,20 +2,22 @@
 //! with the user's own `#cloud-config`) and netplan v2 network data that
 //! configures each NIC, matched by MAC.
 //!
-//! In: a validated Wukong and the passwords the controller read from Secrets
-//! (user name -> value). Out: the Secret `<wukong>-cloudinit`, or none when the
-//! Wukong has no cloud-init and no address configuration.
+//! In: a validated Wukong, its plan and the passwords the controller read from
+//! Secrets (user name -> value). Out: the Secret `<wukong>-cloudinit`, or none
+//! when the plan has no cloud-init, and the kind's duties.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
 use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 
-use super::meta::object_meta;
-use super::naming::cloud_init_secret_name;
-use crate::api::{IpMode, NetworkType, User};
+use super::kind::{BuildInputs, ChildKind, Permission, Planned};
+use super::meta::{MANAGED_BY_LABEL, MANAGER, object_meta};
+use super::plan::Plan;
+use crate::api::{IpMode, NetworkType, User, Wukong};
 use crate::validate::{ParsedNetwork, ValidWukong};
 
 /// Key of the user data in the Secret (read by KubeVirt's NoCloud source).
@@ -25,26 +27,44 @@ pub const NETWORK_DATA_KEY: &str = "networkdata";
 /// The sudo rule for `sudo: true`.
 const SUDO_RULE: &str = "ALL=(ALL) NOPASSWD:ALL";
 
-/// Whether the Wukong needs a cloud-init Secret.
-pub fn needs_cloud_init(wukong: &ValidWukong) -> bool {
-    wukong.spec.cloud_init.is_some() || network_data(wukong).is_some()
+impl ChildKind for Secret {
+    // The password Secrets users reference are read with a GET.
+    const PERMISSIONS: &'static [Permission] =
+        &[Permission { group: "", resource: "secrets", verbs: &["get", "list", "watch", "create", "patch", "delete"] }];
+    const RETAINABLE: bool = false;
+    const REFERENCED: bool = false;
+
+    fn is_referenced_by(&self, _: &Wukong) -> bool {
+        false
+    }
+
+    fn cache_selector() -> Option<String> {
+        // Only the operator's own Secrets are cached: other Secrets are none of its business.
+        Some(format!("{MANAGED_BY_LABEL}={MANAGER}"))
+    }
+
+    fn plan(_: &ValidWukong, plan: &Plan) -> Vec<Planned> {
+        let name = plan.cloud_init_secret.clone();
+        name.map(|name| Planned { kind: Self::kind(&()).into_owned(), name, retain: false }).into_iter().collect()
+    }
+
+    fn build(wukong: &ValidWukong, plan: &Plan, inputs: &BuildInputs) -> Vec<Self> {
+        secret(wukong, plan, &inputs.passwords).into_iter().collect()
+    }
+
+    fn prepare(_: &mut Self, _: &Self) {}
+
+    fn trim(&mut self) {}
 }
 
-/// The cloud-init Secret, when one is needed.
-pub fn secret(wukong: &ValidWukong, passwords: &BTreeMap<String, String>) -> Option<Secret> {
-    if !needs_cloud_init(wukong) {
-        return None;
-    }
+/// The cloud-init Secret, when the plan calls for one.
+pub fn secret(wukong: &ValidWukong, plan: &Plan, passwords: &BTreeMap<String, String>) -> Option<Secret> {
+    let name = plan.cloud_init_secret.clone()?;
     let mut data = BTreeMap::from([(USER_DATA_KEY.to_string(), ByteString(user_data(wukong, passwords).into_bytes()))]);
     if let Some(network) = network_data(wukong) {
         data.insert(NETWORK_DATA_KEY.to_string(), ByteString(network.into_bytes()));
     }
-    Some(Secret {
-        metadata: object_meta(wukong, cloud_init_secret_name(&wukong.name)),
-        data: Some(data),
-        type_: Some("Opaque".to_string()),
-        ..Secret::default()
-    })
+    Some(Secret { metadata: object_meta(wukong, name), data: Some(data), type_: Some("Opaque".to_string()), ..Secret::default() })
 }
 
 /// The user data: the user's `#cloud-config` with the declared users appended

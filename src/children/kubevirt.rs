@@ -1,6 +1,6 @@
 //! The KubeVirt VirtualMachine `<wukong>-vm`.
 //!
-//! In: a validated Wukong. Out: the VirtualMachine with its run strategy, CPU
+//! In: a validated Wukong and its plan. Out: the VirtualMachine with its run strategy, CPU
 //! and memory, one disk and volume per Wukong disk, one interface and network
 //! per Wukong network (stable MACs), the cloud-init NoCloud volume referencing
 //! the Secret, scheduling (node selector, tolerations, anti-affinity on a group
@@ -9,15 +9,16 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
 use serde_json::Value;
 use wukong_models::virtualmachine::*;
 
-use super::cloudinit::needs_cloud_init;
+use super::kind::{BuildInputs, ChildKind, MANAGE, Permission, Planned};
 use super::meta::{labels, object_meta};
-use super::naming::{CLOUD_INIT_DISK, cloud_init_secret_name, vm_name};
-use super::network::{NETWORKS_ANNOTATION, attachment_name, networks_annotation};
-use super::storage::{DiskSource, disk_source};
-use crate::api::{AntiAffinityMode, DiskBus, HighAvailability, NetworkType};
+use super::network::{NETWORKS_ANNOTATION, networks_annotation};
+use super::plan::{Plan, Volume};
+use crate::api::{AntiAffinityMode, DiskBus, HighAvailability, NetworkType, Wukong};
+use crate::naming::CLOUD_INIT_DISK;
 use crate::validate::{ParsedNetwork, ValidWukong};
 
 /// Label on the VM template naming its anti-affinity group.
@@ -25,14 +26,41 @@ pub const HA_GROUP_LABEL: &str = "vm.novasphere.dev/ha-group";
 /// Topology key of the anti-affinity when none is given.
 pub const DEFAULT_TOPOLOGY_KEY: &str = "kubernetes.io/hostname";
 
+impl ChildKind for VirtualMachine {
+    const PERMISSIONS: &'static [Permission] = &[Permission { group: "kubevirt.io", resource: "virtualmachines", verbs: MANAGE }];
+    const RETAINABLE: bool = false;
+    const REFERENCED: bool = false;
+
+    fn is_referenced_by(&self, _: &Wukong) -> bool {
+        false
+    }
+
+    fn cache_selector() -> Option<String> {
+        // Every VM: another VM using an existing claim read-write is a conflict.
+        None
+    }
+
+    fn plan(_: &ValidWukong, plan: &Plan) -> Vec<Planned> {
+        vec![Planned { kind: Self::kind(&()).into_owned(), name: plan.virtual_machine.clone(), retain: false }]
+    }
+
+    fn build(wukong: &ValidWukong, plan: &Plan, _: &BuildInputs) -> Vec<Self> {
+        vec![virtual_machine(wukong, plan)]
+    }
+
+    fn prepare(_: &mut Self, _: &Self) {}
+
+    fn trim(&mut self) {}
+}
+
 /// The VirtualMachine.
-pub fn virtual_machine(wukong: &ValidWukong) -> VirtualMachine {
-    let mut metadata = object_meta(wukong, vm_name(&wukong.name));
-    if let Some(annotation) = networks_annotation(wukong) {
+pub fn virtual_machine(wukong: &ValidWukong, plan: &Plan) -> VirtualMachine {
+    let mut metadata = object_meta(wukong, plan.virtual_machine.clone());
+    if let Some(annotation) = networks_annotation(plan) {
         metadata.annotations = Some(BTreeMap::from([(NETWORKS_ANNOTATION.to_string(), annotation)]));
     }
-    let (disks, volumes) = disks_and_volumes(wukong);
-    let (interfaces, networks) = interfaces_and_networks(wukong);
+    let (disks, volumes) = disks_and_volumes(wukong, plan);
+    let (interfaces, networks) = interfaces_and_networks(wukong, plan);
     let high_availability = wukong.spec.high_availability.clone().unwrap_or_default();
     let mut template_labels = labels(wukong);
     if let Some(anti_affinity) = &high_availability.anti_affinity {
@@ -73,13 +101,15 @@ pub fn virtual_machine(wukong: &ValidWukong) -> VirtualMachine {
     }
 }
 
-fn disks_and_volumes(wukong: &ValidWukong) -> (Vec<VirtualMachineTemplateSpecDomainDevicesDisks>, Vec<VirtualMachineTemplateSpecVolumes>) {
+fn disks_and_volumes(
+    wukong: &ValidWukong,
+    plan: &Plan,
+) -> (Vec<VirtualMachineTemplateSpecDomainDevicesDisks>, Vec<VirtualMachineTemplateSpecVolumes>) {
     let mut disks = Vec::new();
     let mut volumes = Vec::new();
-    for disk in &wukong.spec.disks {
-        let source = disk_source(wukong, disk);
+    for (disk, planned) in wukong.spec.disks.iter().zip(&plan.disks) {
         // Honoured for every existing claim, also one cloned from another namespace.
-        let read_only = disk.existing_pvc.as_ref().and_then(|existing| existing.read_only).unwrap_or(false);
+        let read_only = planned.existing.as_ref().is_some_and(|existing| existing.read_only);
         disks.push(VirtualMachineTemplateSpecDomainDevicesDisks {
             name: disk.name.clone(),
             boot_order: (disk.boot == Some(true)).then_some(1),
@@ -91,13 +121,13 @@ fn disks_and_volumes(wukong: &ValidWukong) -> (Vec<VirtualMachineTemplateSpecDom
             ..Default::default()
         });
         let mut volume = VirtualMachineTemplateSpecVolumes { name: disk.name.clone(), ..Default::default() };
-        match source {
-            DiskSource::DataVolume(name) => {
-                volume.data_volume = Some(VirtualMachineTemplateSpecVolumesDataVolume { name, ..Default::default() });
+        match &planned.volume {
+            Volume::DataVolume(name) => {
+                volume.data_volume = Some(VirtualMachineTemplateSpecVolumesDataVolume { name: name.clone(), ..Default::default() });
             }
-            DiskSource::Claim { name, read_only, .. } => {
+            Volume::BlankClaim(name) | Volume::ExistingClaim(name) => {
                 volume.persistent_volume_claim = Some(VirtualMachineTemplateSpecVolumesPersistentVolumeClaim {
-                    claim_name: name,
+                    claim_name: name.clone(),
                     read_only: read_only.then_some(true),
                     ..Default::default()
                 });
@@ -105,7 +135,7 @@ fn disks_and_volumes(wukong: &ValidWukong) -> (Vec<VirtualMachineTemplateSpecDom
         }
         volumes.push(volume);
     }
-    if needs_cloud_init(wukong) {
+    if let Some(secret) = plan.cloud_init_secret.clone() {
         disks.push(VirtualMachineTemplateSpecDomainDevicesDisks {
             name: CLOUD_INIT_DISK.to_string(),
             disk: Some(VirtualMachineTemplateSpecDomainDevicesDisksDisk {
@@ -114,7 +144,6 @@ fn disks_and_volumes(wukong: &ValidWukong) -> (Vec<VirtualMachineTemplateSpecDom
             }),
             ..Default::default()
         });
-        let secret = cloud_init_secret_name(&wukong.name);
         volumes.push(VirtualMachineTemplateSpecVolumes {
             name: CLOUD_INIT_DISK.to_string(),
             cloud_init_no_cloud: Some(VirtualMachineTemplateSpecVolumesCloudInitNoCloud {
@@ -131,8 +160,10 @@ fn disks_and_volumes(wukong: &ValidWukong) -> (Vec<VirtualMachineTemplateSpecDom
 
 fn interfaces_and_networks(
     wukong: &ValidWukong,
+    plan: &Plan,
 ) -> (Vec<VirtualMachineTemplateSpecDomainDevicesInterfaces>, Vec<VirtualMachineTemplateSpecNetworks>) {
-    wukong.networks.iter().map(|parsed| (interface(parsed), network(wukong, parsed))).unzip()
+    let planned = wukong.networks.iter().zip(&plan.networks);
+    planned.map(|(parsed, planned)| (interface(parsed), network(wukong, parsed, planned.attachment.as_deref()))).unzip()
 }
 
 fn interface(parsed: &ParsedNetwork) -> VirtualMachineTemplateSpecDomainDevicesInterfaces {
@@ -149,16 +180,15 @@ fn interface(parsed: &ParsedNetwork) -> VirtualMachineTemplateSpecDomainDevicesI
     interface
 }
 
-fn network(wukong: &ValidWukong, parsed: &ParsedNetwork) -> VirtualMachineTemplateSpecNetworks {
+fn network(wukong: &ValidWukong, parsed: &ParsedNetwork, attachment: Option<&str>) -> VirtualMachineTemplateSpecNetworks {
     let mut network = VirtualMachineTemplateSpecNetworks { name: parsed.network.name.clone(), ..Default::default() };
-    if parsed.network.network_type == NetworkType::Pod {
-        network.pod = Some(VirtualMachineTemplateSpecNetworksPod::default());
-    } else {
-        let attachment = attachment_name(&wukong.name, &parsed.network);
+    if let Some(attachment) = attachment {
         network.multus = Some(VirtualMachineTemplateSpecNetworksMultus {
             network_name: format!("{}/{attachment}", wukong.namespace),
             ..Default::default()
         });
+    } else {
+        network.pod = Some(VirtualMachineTemplateSpecNetworksPod::default());
     }
     network
 }

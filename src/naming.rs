@@ -23,6 +23,16 @@ pub fn vm_name(wukong: &str) -> String {
     child_name(wukong, "vm")
 }
 
+/// Name of the volume (claim or DataVolume) the operator makes for a disk: `<wukong>-<disk>`.
+pub fn volume_name(wukong: &str, disk: &str) -> String {
+    child_name(wukong, disk)
+}
+
+/// Name of the NetworkAttachmentDefinition of a network: `<wukong>-<network>`.
+pub fn attachment_name(wukong: &str, network: &str) -> String {
+    child_name(wukong, network)
+}
+
 /// Name of the cloud-init Secret: `<wukong>-cloudinit`.
 pub fn cloud_init_secret_name(wukong: &str) -> String {
     child_name(wukong, "cloudinit")

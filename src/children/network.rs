@@ -1,18 +1,21 @@
 //! Multus NetworkAttachmentDefinitions, one per non-pod network.
 //!
-//! In: a validated Wukong. Out: the NADs, each with a typed CNI config: the
-//! `bridge` plugin (host bridge, optional VLAN, no IPAM: the guest configures its
-//! own address) or the `sriov` plugin with the device plugin's resource name
-//! annotation. Also the design notes' Multus networks annotation for the VM.
+//! In: a validated Wukong and its plan. Out: the NADs, each with a typed CNI
+//! config: the `bridge` plugin (host bridge, optional VLAN, no IPAM: the guest
+//! configures its own address) or the `sriov` plugin with the device plugin's
+//! resource name annotation; the kind's duties; and the design notes' Multus
+//! networks annotation for the VM.
 
 use std::collections::BTreeMap;
 
+use kube::Resource;
 use serde::Serialize;
 use wukong_models::network_attachment_definition::{NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec};
 
+use super::kind::{BuildInputs, ChildKind, MANAGE, Permission, Planned};
 use super::meta::object_meta;
-use super::naming::child_name;
-use crate::api::{Network, NetworkType};
+use super::plan::Plan;
+use crate::api::{Network, NetworkType, Wukong};
 use crate::validate::ValidWukong;
 
 /// Host bridge used when a bridge or vlan network names none.
@@ -52,23 +55,42 @@ struct NetworkSelection {
     interface: String,
 }
 
-/// Whether a network needs a NetworkAttachmentDefinition.
-pub fn has_attachment(network: &Network) -> bool {
-    network.network_type != NetworkType::Pod
+impl ChildKind for NetworkAttachmentDefinition {
+    const PERMISSIONS: &'static [Permission] =
+        &[Permission { group: "k8s.cni.cncf.io", resource: "network-attachment-definitions", verbs: MANAGE }];
+    const RETAINABLE: bool = false;
+    const REFERENCED: bool = false;
+
+    fn is_referenced_by(&self, _: &Wukong) -> bool {
+        false
+    }
+
+    fn cache_selector() -> Option<String> {
+        // Every NAD: one with a child's name that is not ours is a name conflict.
+        None
+    }
+
+    fn plan(_: &ValidWukong, plan: &Plan) -> Vec<Planned> {
+        let names = plan.networks.iter().filter_map(|network| network.attachment.clone());
+        names.map(|name| Planned { kind: Self::kind(&()).into_owned(), name, retain: false }).collect()
+    }
+
+    fn build(wukong: &ValidWukong, plan: &Plan, _: &BuildInputs) -> Vec<Self> {
+        attachments(wukong, plan)
+    }
+
+    fn prepare(_: &mut Self, _: &Self) {}
+
+    fn trim(&mut self) {}
 }
 
-/// Name of the NAD of a network: `<wukong>-<network>`.
-pub fn attachment_name(wukong: &str, network: &Network) -> String {
-    child_name(wukong, &network.name)
+/// The NADs of every network that has one, in spec order.
+pub fn attachments(wukong: &ValidWukong, plan: &Plan) -> Vec<NetworkAttachmentDefinition> {
+    let planned = wukong.spec.networks.iter().zip(&plan.networks);
+    planned.filter_map(|(network, planned)| Some(attachment(wukong, network, planned.attachment.clone()?))).collect()
 }
 
-/// The NADs of every non-pod network, in spec order.
-pub fn attachments(wukong: &ValidWukong) -> Vec<NetworkAttachmentDefinition> {
-    wukong.spec.networks.iter().filter(|network| has_attachment(network)).map(|network| attachment(wukong, network)).collect()
-}
-
-fn attachment(wukong: &ValidWukong, network: &Network) -> NetworkAttachmentDefinition {
-    let name = attachment_name(&wukong.name, network);
+fn attachment(wukong: &ValidWukong, network: &Network, name: String) -> NetworkAttachmentDefinition {
     let mut metadata = object_meta(wukong, name.clone());
     let config = match network.network_type {
         NetworkType::Sriov => {
@@ -104,14 +126,13 @@ fn attachment(wukong: &ValidWukong, network: &Network) -> NetworkAttachmentDefin
 
 /// The Multus networks annotation of the design notes: `[{name, interface: netN}]`
 /// for every NAD, numbered from net1 in spec order. `None` without NADs.
-pub fn networks_annotation(wukong: &ValidWukong) -> Option<String> {
-    let selections: Vec<NetworkSelection> = wukong
-        .spec
+pub fn networks_annotation(plan: &Plan) -> Option<String> {
+    let selections: Vec<NetworkSelection> = plan
         .networks
         .iter()
-        .filter(|network| has_attachment(network))
+        .filter_map(|network| network.attachment.clone())
         .enumerate()
-        .map(|(index, network)| NetworkSelection { name: attachment_name(&wukong.name, network), interface: format!("net{}", index + 1) })
+        .map(|(index, name)| NetworkSelection { name, interface: format!("net{}", index + 1) })
         .collect();
     if selections.is_empty() { None } else { serde_json::to_string(&selections).ok() }
 }
