@@ -2,7 +2,8 @@
 //!
 //! The crate is the operator's library: the API ([`api`]), validation
 //! ([`validate`]), the pure builders of every child object ([`build`]), the
-//! offline renderer ([`render`]) and the controller ([`controller`]).
+//! offline renderer ([`render`]), the controller ([`controller`]) and YAML in
+//! and out ([`yaml`]).
 
 pub mod api;
 pub mod bench;
@@ -12,3 +13,4 @@ pub mod controller;
 pub mod operate;
 pub mod render;
 pub mod validate;
+pub mod yaml;
