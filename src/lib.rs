@@ -5,7 +5,7 @@
 //! the plan, the child kinds and their pure builders ([`children`]); the
 //! offline renderer ([`render`]) and the controller ([`controller`]) on them;
 //! the process around the controller ([`operate`]) and the command line
-//! ([`cli`]) on top.
+//! ([`cli`]) on top; YAML in and out ([`yaml`]) beside them.
 
 pub mod api;
 pub mod bench;
@@ -16,3 +16,4 @@ pub mod naming;
 pub mod operate;
 pub mod render;
 pub mod validate;
+pub mod yaml;

@@ -8,11 +8,12 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::api::{GROUP, Wukong};
 use crate::children::{BuildInputs, ChildKind, EachKind, for_each_kind, plan};
 use crate::validate::{ValidWukong, validate};
+use crate::yaml;
 
 /// A problem with one input document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,17 +44,17 @@ impl fmt::Display for DocumentError {
 pub fn parse_documents(input: &str) -> Result<Vec<Wukong>, Vec<DocumentError>> {
     let mut wukongs = Vec::new();
     let mut errors = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
+    for (index, document) in yaml::documents(input).iter().enumerate() {
         let number = index + 1;
-        let value = match serde_yaml::Value::deserialize(document) {
-            Ok(serde_yaml::Value::Null) => continue,
+        let value = match document.parse::<serde_json::Value>() {
+            Ok(serde_json::Value::Null) => continue,
             Ok(value) => value,
             Err(error) => {
                 errors.push(DocumentError { document: number, wukong: None, problems: vec![format!("failed to parse YAML: {error}")] });
                 break;
             }
         };
-        match parse_wukong(value, || location(input, index)) {
+        match parse_wukong(value, || location(document)) {
             Ok(wukong) => wukongs.push(wukong),
             Err(problem) => errors.push(DocumentError { document: number, wukong: None, problems: vec![problem] }),
         }
@@ -64,11 +65,11 @@ pub fn parse_documents(input: &str) -> Result<Vec<Wukong>, Vec<DocumentError>> {
     if errors.is_empty() { Ok(wukongs) } else { Err(errors) }
 }
 
-fn parse_wukong(value: serde_yaml::Value, location: impl FnOnce() -> Option<serde_yaml::Location>) -> Result<Wukong, String> {
-    let serde_yaml::Value::Mapping(mapping) = &value else {
+fn parse_wukong(value: serde_json::Value, location: impl FnOnce() -> Option<(String, yaml::Location)>) -> Result<Wukong, String> {
+    let serde_json::Value::Object(mapping) = &value else {
         return Err("is not a YAML mapping (expected a Wukong object)".to_string());
     };
-    let text = |key: &str| mapping.get(key).and_then(serde_yaml::Value::as_str).unwrap_or_default().to_string();
+    let text = |key: &str| mapping.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     let expected = format!("{GROUP}/v1alpha1");
     if kind != "Wukong" || api_version != expected {
@@ -79,18 +80,21 @@ fn parse_wukong(value: serde_yaml::Value, location: impl FnOnce() -> Option<serd
     serde_path_to_error::deserialize::<_, Wukong>(value).map_err(|error| {
         let path = error.path().to_string();
         let mut message = error.into_inner().to_string();
-        if let Some(location) = location() {
+        // Only where the parse from the text fails at the same field.
+        if let Some((at, location)) = location()
+            && at == path
+        {
             message = format!("{message} at line {} column {}", location.line(), location.column());
         }
         if path == "." { message } else { format!("{path}: {message}") }
     })
 }
 
-/// Where the typed parse of document `index` fails in the text: the same parse
-/// straight from the text, because a `Value` carries no positions.
-fn location(input: &str, index: usize) -> Option<serde_yaml::Location> {
-    let document = serde_yaml::Deserializer::from_str(input).nth(index)?;
-    Wukong::deserialize(document).err()?.location()
+/// Where the typed parse of a document fails in the text, with the field path:
+/// the same parse straight from the text, because a `Value` carries no positions.
+fn location(document: &yaml::Document) -> Option<(String, yaml::Location)> {
+    let (path, error) = document.parse_with_path::<Wukong>().err()?;
+    Some((path, error.location()?))
 }
 
 /// Validates a parsed Wukong, naming it in the error.
@@ -170,6 +174,6 @@ trait ErasedSerialize {
 impl<T: Serialize> ErasedSerialize for T {
     fn to_yaml(&self) -> String {
         // Serialising these typed objects (strings, numbers, maps with string keys) cannot fail.
-        serde_yaml::to_string(self).unwrap_or_default()
+        yaml::to_string(self).unwrap_or_default()
     }
 }

@@ -12,7 +12,6 @@ mod cel;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
@@ -34,7 +33,7 @@ fn examples() -> Vec<PathBuf> {
 
 fn example(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).expect("example");
-    Value::deserialize(serde_yaml::Deserializer::from_str(&text).next().expect("a document")).expect("YAML")
+    wukong::yaml::documents(&text).first().expect("a document").parse().expect("YAML")
 }
 
 /// Every `x-kubernetes-validations` entry anywhere in a value.
@@ -161,7 +160,7 @@ fn each_mistake_breaks_exactly_its_rule() {
             outcomes.iter().filter(|outcome| outcome.result == Ok(false)).map(|outcome| outcome.message.as_str()).collect();
         assert_eq!(failed, BTreeSet::from([expected]), "{what}");
         // The offline validation refuses what the API server refuses.
-        let text = serde_yaml::to_string(&wukong).expect("serialises");
+        let text = wukong::yaml::to_string(&wukong).expect("serialises");
         let parsed = wukong::render::parse_documents(&text).unwrap_or_else(|errors| panic!("{what}: {errors:?}"));
         assert!(wukong::validate::validate(&parsed[0]).is_err(), "{what}: the CRD refuses it, wukong validate accepts it");
     }

@@ -180,7 +180,7 @@ fn render_without_a_file_is_a_usage_error() {
 fn crd_prints_the_wukong_crd() {
     let output = wukong(&["crd"], None);
     assert!(output.status.success(), "{output:?}");
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&stdout(&output)).expect("stdout is a CustomResourceDefinition");
+    let crd: CustomResourceDefinition = wukong::yaml::from_str(&stdout(&output)).expect("stdout is a CustomResourceDefinition");
     assert_eq!(crd.metadata.name.as_deref(), Some("wukongs.vm.novasphere.dev"));
     assert_eq!(crd.spec.names.kind, "Wukong");
     assert!(crd.spec.versions.iter().any(|version| version.name == "v1alpha1" && version.storage && version.served));

@@ -41,8 +41,9 @@ async fn creates_every_child_as_rendered_and_reports_creating() {
     let owner = &vm.metadata.owner_references.as_ref().expect("owner")[0];
     assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Wukong", uid.as_str(), Some(true)));
     assert_eq!(vm.spec.run_strategy.as_deref(), Some("Always"));
-    let rendered: Vec<Value> = serde_yaml::Deserializer::from_str(&wukong::render::render(WEB).expect("render"))
-        .map(|document| serde::Deserialize::deserialize(document).expect("yaml"))
+    let rendered: Vec<Value> = wukong::yaml::documents(&wukong::render::render(WEB).expect("render"))
+        .iter()
+        .map(|document| document.parse().expect("yaml"))
         .collect();
     let rendered_vm = rendered.iter().find(|object| object["kind"] == "VirtualMachine").expect("rendered vm");
     assert_eq!(serde_json::to_value(&vm.spec).expect("json"), rendered_vm["spec"], "the controller applies exactly what render prints");

@@ -175,7 +175,7 @@ async fn a_claim_another_vm_writes_can_be_attached_read_only() {
 }
 
 fn aged(yaml: &str, name: &str, created: &str) -> Value {
-    let mut wukong: Value = serde_yaml::from_str(&yaml.replace("name: web-server-01", &format!("name: {name}"))).expect("yaml");
+    let mut wukong: Value = wukong::yaml::from_str(&yaml.replace("name: web-server-01", &format!("name: {name}"))).expect("yaml");
     wukong["metadata"]["creationTimestamp"] = json!(created);
     wukong
 }

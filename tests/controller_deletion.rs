@@ -156,7 +156,7 @@ async fn a_retained_disk_survives_deletion_released() {
 #[tokio::test]
 async fn deleting_a_wukong_without_the_finalizer_writes_nothing() {
     let harness = Harness::new();
-    let mut wukong: Value = serde_yaml::from_str(WEB).expect("yaml");
+    let mut wukong: Value = wukong::yaml::from_str(WEB).expect("yaml");
     wukong["metadata"]["deletionTimestamp"] = json!("2026-11-22T09:00:00Z");
     harness.api.insert(wukong);
     harness.api.clear_requests();

@@ -25,7 +25,7 @@ const WUKONG_PATH: &str = "/apis/vm.novasphere.dev/v1alpha1/namespaces/prod/wuko
 const VM_PATH: &str = "/apis/kubevirt.io/v1/namespaces/prod/virtualmachines/web-server-01-vm";
 
 fn web() -> Value {
-    serde_yaml::from_str(WEB).expect("yaml")
+    wukong::yaml::from_str(WEB).expect("yaml")
 }
 
 /// Writes other than the Wukong's own (finalizer, status).

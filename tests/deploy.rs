@@ -25,8 +25,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Resource;
 use kube::runtime::reflector::Store;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize as _, Serialize};
 use serde_json::{Value, json};
 use wukong::children::{ChildKind, EachKind, for_each_kind};
 use wukong::controller::context::Stores;
@@ -59,8 +59,9 @@ fn read(relative: &str) -> String {
 
 /// The YAML documents of `text`, empty ones left out.
 fn documents(text: &str, origin: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|document| Value::deserialize(document).unwrap_or_else(|error| panic!("{origin}: invalid YAML: {error}")))
+    wukong::yaml::documents(text)
+        .iter()
+        .map(|document| document.parse::<Value>().unwrap_or_else(|error| panic!("{origin}: invalid YAML: {error}")))
         .filter(|document| !document.is_null())
         .collect()
 }
@@ -234,7 +235,7 @@ fn kustomizations_name_existing_resources_and_list_every_manifest() {
 
     for file in &kustomizations {
         let shown = file.display().to_string();
-        let kustomization: Value = serde_yaml::from_str(&std::fs::read_to_string(file).expect("read")).expect("kustomization yaml");
+        let kustomization: Value = wukong::yaml::from_str(&std::fs::read_to_string(file).expect("read")).expect("kustomization yaml");
         assert_eq!(kustomization["kind"], "Kustomization", "{shown}");
         let directory = file.parent().expect("parent");
         let resources = strings(&kustomization, "resources", &shown);
@@ -254,7 +255,7 @@ fn kustomizations_name_existing_resources_and_list_every_manifest() {
             }
         }
     }
-    let default: Value = serde_yaml::from_str(&read("config/default/kustomization.yaml")).expect("yaml");
+    let default: Value = wukong::yaml::from_str(&read("config/default/kustomization.yaml")).expect("yaml");
     assert_eq!(default["namespace"], NAMESPACE);
     assert_eq!(strings(&default, "resources", "config/default"), ["../crd", "../rbac", "../manager"]);
 }
@@ -335,7 +336,7 @@ fn config_deployment_is_hardened_probed_and_leader_elected() {
     assert_eq!(budget_spec.min_available, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)));
     assert_eq!(budget_spec.selector.and_then(|selector| selector.match_labels), Some(selector));
 
-    let kustomization: Value = serde_yaml::from_str(&read("config/manager/kustomization.yaml")).expect("yaml");
+    let kustomization: Value = wukong::yaml::from_str(&read("config/manager/kustomization.yaml")).expect("yaml");
     assert_eq!(kustomization["images"], json!([{"name": IMAGE, "newTag": env!("CARGO_PKG_VERSION")}]));
 }
 
@@ -372,10 +373,10 @@ fn config_objects_are_well_formed_and_bound_together() {
 
 #[test]
 fn chart_is_hardened_probed_and_leader_elected_by_default() {
-    let chart: Value = serde_yaml::from_str(&read("charts/wukong/Chart.yaml")).expect("Chart.yaml");
+    let chart: Value = wukong::yaml::from_str(&read("charts/wukong/Chart.yaml")).expect("Chart.yaml");
     assert_eq!((chart["apiVersion"].as_str(), chart["name"].as_str()), (Some("v2"), Some("wukong")));
     assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"), "the chart's appVersion is the crate's version");
-    let values: Value = serde_yaml::from_str(&read("charts/wukong/values.yaml")).expect("values.yaml");
+    let values: Value = wukong::yaml::from_str(&read("charts/wukong/values.yaml")).expect("values.yaml");
     assert_eq!(values["replicaCount"], 2);
     assert_eq!(values["leaderElection"]["enabled"], true);
     assert_eq!(values["image"]["repository"], IMAGE);

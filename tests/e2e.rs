@@ -285,7 +285,7 @@ impl Env {
     /// and those of its existing claims (`prod` and `default` become the test
     /// namespace, `backups` the second one; any other is refused).
     fn example(&self, text: &str) -> E2e<Value> {
-        let mut value: Value = serde_yaml::from_str(text).context("failed to parse an example")?;
+        let mut value: Value = wukong::yaml::from_str(text).context("failed to parse an example")?;
         let original = value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
         let target = self.map_namespace(&original)?;
         value
@@ -623,8 +623,8 @@ async fn install_crds(client: &Client) -> E2e {
 /// The one CRD document of an upstream file, without its status.
 fn crd_document(file: &str, text: &str) -> E2e<Value> {
     let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value: Value = serde::Deserialize::deserialize(document).context(format!("failed to parse {file}"))?;
+    for document in wukong::yaml::documents(text) {
+        let value: Value = document.parse().context(format!("failed to parse {file}"))?;
         if value.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition") {
             documents.push(value);
         }

@@ -27,7 +27,6 @@ use common::openapi::CrdSchema;
 use proptest::option::weighted;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use wukong::render::{parse_documents, render};
 use wukong::validate::validate;
@@ -377,7 +376,7 @@ fn hash_suffixed(name: &str) -> bool {
 
 /// Everything that must hold for one generated document; `Ok(true)` when it validated.
 fn check_document(document: &Value) -> Result<bool, TestCaseError> {
-    let input = serde_yaml::to_string(document).expect("serialises");
+    let input = wukong::yaml::to_string(document).expect("serialises");
     let wukongs = match parse_documents(&input) {
         Ok(wukongs) => wukongs,
         Err(errors) => {
@@ -410,8 +409,7 @@ fn check_document(document: &Value) -> Result<bool, TestCaseError> {
     prop_assert!(broken.is_empty(), "valid for wukong validate but a CEL rule of our CRD says no: {:?}\n{}", broken, input);
 
     let mut names = BTreeSet::new();
-    let children: Vec<Value> =
-        serde_yaml::Deserializer::from_str(&rendered).map(|child| Value::deserialize(child).expect("rendered YAML")).collect();
+    let children: Vec<Value> = wukong::yaml::documents(&rendered).iter().map(|child| child.parse().expect("rendered YAML")).collect();
     for child in &children {
         let kind = child["kind"].as_str().unwrap_or_default();
         let name = child["metadata"]["name"].as_str().unwrap_or_default();
@@ -463,7 +461,7 @@ fn the_generator_produces_valid_and_invalid_wukongs() {
     let (mut valid, mut invalid) = (0, 0);
     for _ in 0..CASES {
         let document = strategy.new_tree(&mut runner).expect("a value").current();
-        let text = serde_yaml::to_string(&document).expect("serialises");
+        let text = wukong::yaml::to_string(&document).expect("serialises");
         match parse_documents(&text).map(|wukongs| wukongs.iter().all(|wukong| validate(wukong).is_ok())) {
             Ok(true) => valid += 1,
             _ => invalid += 1,

@@ -95,7 +95,7 @@ impl Scenario {
 
     /// Creates the Wukong of `examples/empty-vm.yaml` and waits for its children, status and finalizer.
     async fn converge_empty_vm(&self) {
-        let wukong: DynamicObject = serde_yaml::from_str(include_str!("../examples/empty-vm.yaml")).unwrap();
+        let wukong: DynamicObject = wukong::yaml::from_str(include_str!("../examples/empty-vm.yaml")).unwrap();
         let wukongs: Api<DynamicObject> = Api::namespaced_with(self.fake.client(), "default", &wukong_resource());
         wukongs.create(&PostParams::default(), &wukong).await.unwrap();
         self.wait("the operator creates the VirtualMachine, the claims, the status and the finalizer", 30, async || {

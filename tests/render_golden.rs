@@ -22,7 +22,6 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 use wukong::api::{NetworkType, Wukong};
 use wukong::naming::derived_mac;
@@ -133,7 +132,7 @@ fn all_examples_in_one_input_render_as_the_concatenation_of_each() {
 
 /// The rendered documents of one example as JSON values.
 fn documents(rendered: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(rendered).map(|document| Value::deserialize(document).expect("rendered YAML parses")).collect()
+    wukong::yaml::documents(rendered).iter().map(|document| document.parse().expect("rendered YAML parses")).collect()
 }
 
 fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {

@@ -20,7 +20,6 @@ use std::sync::OnceLock;
 
 use common::openapi::CrdSchema;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use wukong::render::render;
@@ -54,7 +53,7 @@ fn upstream_schemas() -> &'static BTreeMap<String, CrdSchema> {
 }
 
 fn wukong_schema() -> CrdSchema {
-    let yaml = serde_yaml::to_string(&wukong::api::crd()).expect("the CRD serialises");
+    let yaml = wukong::yaml::to_string(&wukong::api::crd()).expect("the CRD serialises");
     CrdSchema::from_crd_yaml(&yaml).expect("our CRD has a storage version with a schema")
 }
 
@@ -75,8 +74,9 @@ fn examples() -> Vec<PathBuf> {
 
 /// Every YAML document of a text, as JSON.
 fn documents(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|document| Value::deserialize(document).expect("YAML document parses"))
+    wukong::yaml::documents(text)
+        .iter()
+        .map(|document| document.parse::<Value>().expect("YAML document parses"))
         .filter(|document| !document.is_null())
         .collect()
 }
@@ -255,7 +255,7 @@ fn our_crd_refuses_what_the_parser_refuses() {
         mutate(&mut wukong);
         let problems = schema.validate(&wukong);
         assert!(problems.iter().any(|problem| problem.starts_with(expected)), "{what}: {problems:?} lacks {expected:?}");
-        let text = serde_yaml::to_string(&wukong).expect("serialises");
+        let text = wukong::yaml::to_string(&wukong).expect("serialises");
         let refused = wukong::render::parse_documents(&text).map(|wukongs| wukongs.iter().any(|w| wukong::validate::validate(w).is_err()));
         assert!(!matches!(refused, Ok(false)), "{what}: the CRD refuses it but wukong validate accepts it");
     }

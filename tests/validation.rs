@@ -9,7 +9,7 @@
 // Tests fail by panicking: expect/unwrap with a message is the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use serde_yaml::Value;
+use serde_json::Value;
 use wukong::api::{RestartPolicy, RunStrategy, Wukong};
 use wukong::render::{DocumentError, parse_documents, render};
 use wukong::validate::{run_strategy, validate};
@@ -69,19 +69,19 @@ fn set(root: &mut Value, path: &str, value: Option<&str>) {
             Some((key, index)) => (key, Some(index.trim_end_matches(']'))),
             None => (*segment, None),
         };
-        let parsed = || serde_yaml::from_str::<Value>(value.expect("a value to set")).expect("mutation value is YAML");
-        let mapping = current.as_mapping_mut().unwrap_or_else(|| panic!("{path}: {key} is not inside a mapping"));
+        let parsed = || wukong::yaml::from_str::<Value>(value.expect("a value to set")).expect("mutation value is YAML");
+        let mapping = current.as_object_mut().unwrap_or_else(|| panic!("{path}: {key} is not inside a mapping"));
         match index {
             None if last => {
                 match value {
-                    Some(_) => mapping.insert(Value::from(key), parsed()),
+                    Some(_) => mapping.insert(key.to_string(), parsed()),
                     None => mapping.remove(key),
                 };
                 return;
             }
-            None => current = mapping.entry(Value::from(key)).or_insert_with(|| Value::Mapping(Default::default())),
+            None => current = mapping.entry(key).or_insert_with(|| Value::Object(Default::default())),
             Some(index) => {
-                let list = mapping.get_mut(key).and_then(Value::as_sequence_mut).unwrap_or_else(|| panic!("{path}: {key} is not a list"));
+                let list = mapping.get_mut(key).and_then(Value::as_array_mut).unwrap_or_else(|| panic!("{path}: {key} is not a list"));
                 if index == "+" {
                     assert!(last, "{path}: [+] must end the path");
                     list.push(parsed());
@@ -102,11 +102,11 @@ fn set(root: &mut Value, path: &str, value: Option<&str>) {
 }
 
 fn mutated_text(mutations: &[Mutation<'_>]) -> String {
-    let mut document: Value = serde_yaml::from_str(BASE).expect("BASE is YAML");
+    let mut document: Value = wukong::yaml::from_str(BASE).expect("BASE is YAML");
     for (path, value) in mutations {
         set(&mut document, path, *value);
     }
-    serde_yaml::to_string(&document).expect("serialises")
+    wukong::yaml::to_string(&document).expect("serialises")
 }
 
 fn mutated(mutations: &[Mutation<'_>]) -> Wukong {
@@ -362,7 +362,7 @@ fn each_mistake_is_reported_with_its_field_and_message() {
         (
             "userData that is not valid YAML",
             vec![("spec.cloudInit.userData", Some("\"#cloud-config\\npackages: [nginx\\n\""))],
-            vec!["spec.cloudInit.userData: is not valid YAML: did not find expected ',' or ']' at line 3 column 1, while parsing a flow sequence at line 2 column 11".into()],
+            vec!["spec.cloudInit.userData: is not valid YAML: unclosed bracket '[' at line 2, column 11".into()],
         ),
         (
             "cloud-config userData whose users is not a list",
@@ -465,7 +465,7 @@ fn every_problem_of_a_document_is_reported_at_once() {
     assert_eq!(problems(&wukong), expected);
 
     // Across documents too: render reports every invalid document, each once.
-    let bad = serde_yaml::to_string(&wukong).expect("serialises");
+    let bad = wukong::yaml::to_string(&wukong).expect("serialises");
     let input = format!("{bad}---\n{BASE}---\n{}", bad.replace("name: Bad", "name: Worse"));
     let errors = render(&input).expect_err("two invalid documents");
     let subjects: Vec<(usize, Option<&str>, usize)> =
@@ -525,7 +525,11 @@ fn a_wrong_type_is_a_parse_error_with_path_and_line() {
 fn inputs_that_are_not_wukongs() {
     let not_wukong = "is not a Wukong (expected apiVersion \"vm.novasphere.dev/v1alpha1\", kind \"Wukong\")";
     let rows: [(&str, &str, Vec<String>); 7] = [
-        ("a Pod", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n", vec![format!("document 1: apiVersion \"v1\", kind \"Pod\" {not_wukong}")]),
+        (
+            "a Pod",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n",
+            vec![format!("document 1: apiVersion \"v1\", kind \"Pod\" {not_wukong}")],
+        ),
         (
             "a Wukong of another version",
             "apiVersion: vm.novasphere.dev/v1\nkind: Wukong\n",
@@ -533,12 +537,16 @@ fn inputs_that_are_not_wukongs() {
         ),
         ("an empty file", "", vec!["document 0: the input holds no Wukong document".into()]),
         ("only comments and separators", "# nothing\n---\n---\n", vec!["document 0: the input holds no Wukong document".into()]),
-        ("a list at the top level", "- apiVersion: vm.novasphere.dev/v1alpha1\n  kind: Wukong\n", vec!["document 1: is not a YAML mapping (expected a Wukong object)".into()]),
+        (
+            "a list at the top level",
+            "- apiVersion: vm.novasphere.dev/v1alpha1\n  kind: Wukong\n",
+            vec!["document 1: is not a YAML mapping (expected a Wukong object)".into()],
+        ),
         ("a plain string", "hello\n", vec!["document 1: is not a YAML mapping (expected a Wukong object)".into()]),
         (
             "not YAML",
             "spec: [cpu\nmemory: 4Gi\n",
-            vec!["document 1: failed to parse YAML: did not find expected ',' or ']' at line 2 column 7, while parsing a flow sequence at line 1 column 7".into()],
+            vec!["document 1: failed to parse YAML: illegal placement of ':' indicator at line 2, column 7".into()],
         ),
     ];
     for (what, input, expected) in rows {
@@ -547,6 +555,70 @@ fn inputs_that_are_not_wukongs() {
     // A Pod among Wukongs is an error of its own document; the Wukongs still parse.
     let errors = parse_errors(&format!("{BASE}---\napiVersion: v1\nkind: Pod\n"));
     assert_eq!(errors, [format!("document 2: apiVersion \"v1\", kind \"Pod\" {not_wukong}")]);
+    // Empty documents count: the Pod is the second document of the stream.
+    let errors = parse_errors("---\n# nothing here\n---\napiVersion: v1\nkind: Pod\n");
+    assert_eq!(errors, [format!("document 2: apiVersion \"v1\", kind \"Pod\" {not_wukong}")]);
+    // A syntax error in a later document names it, with the line in the whole input.
+    let input = format!("{BASE}---\nspec: [cpu\nmemory: 4Gi\n");
+    let line = input[..input.rfind("memory: 4Gi").expect("the second document")].matches('\n').count() + 1;
+    assert_eq!(
+        parse_errors(&input),
+        [format!("document 2: failed to parse YAML: illegal placement of ':' indicator at line {line}, column 7")]
+    );
+}
+
+#[test]
+fn plain_scalars_follow_yaml_1_2() {
+    // `off`, `0755` and `on` are strings where the field is a string...
+    let input = BASE
+        .replace("- name: data", "- name: off")
+        .replace("- name: ops", "- name: 0755")
+        .replace("{node-role/vm: \"true\"}", "{node-role/vm: on}");
+    let wukongs = parse_documents(&input).expect("parses");
+    let spec = &wukongs[0].spec;
+    assert_eq!(spec.disks[1].name, "off");
+    assert_eq!(spec.cloud_init.as_ref().expect("cloud-init").users[0].name, "0755");
+    assert_eq!(spec.high_availability.as_ref().expect("high availability").node_selector["node-role/vm"], "on");
+    // ...and `yes` is no boolean.
+    let input = BASE.replace("sudo: true", "sudo: yes");
+    let (line, column) = position(&input, "yes");
+    assert_eq!(
+        parse_errors(&input),
+        [format!(
+            "document 1: spec.cloudInit.users[0].sudo: invalid type: string \"yes\", expected a boolean at line {line} column {column}"
+        )]
+    );
+}
+
+#[test]
+fn merged_user_data_keeps_the_order_and_spelling_of_the_users_own_cloud_config() {
+    let own =
+        "      package_upgrade: yes\n      write_files:\n      - path: /etc/motd\n        permissions: 0644\n      packages: [nginx]\n";
+    let rendered = render(&BASE.replace("      packages: [nginx]\n", own)).expect("renders");
+    let secret: k8s_openapi::api::core::v1::Secret = wukong::yaml::documents(&rendered)
+        .iter()
+        .map(|document| document.parse::<Value>().expect("rendered YAML"))
+        .find(|document| document["kind"] == "Secret")
+        .map(|document| serde_json::from_value(document).expect("a Secret"))
+        .expect("the cloud-init Secret");
+    let user_data = String::from_utf8(secret.data.expect("data")["userdata"].0.clone()).expect("utf-8");
+    // `yes` stays as written, so cloud-init (YAML 1.1) still reads a boolean; `0644` is the string it was.
+    let expected = "#cloud-config
+package_upgrade: yes
+write_files:
+- path: /etc/motd
+  permissions: \"0644\"
+packages:
+- nginx
+users:
+- name: ops
+  shell: /bin/bash
+  ssh_authorized_keys:
+  - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample ops@example
+  sudo: ALL=(ALL) NOPASSWD:ALL
+  lock_passwd: true
+";
+    assert_eq!(user_data, expected);
 }
 
 #[test]

@@ -107,7 +107,7 @@ pub(crate) fn parse_body(bytes: &[u8], content_type: Option<&str>) -> Option<Val
         return None;
     }
     let parsed = if content_type.is_some_and(|content_type| content_type.starts_with(APPLY_PATCH)) {
-        serde_yaml::from_slice::<Value>(bytes).ok()
+        serde_saphyr::from_slice::<Value>(bytes).ok()
     } else {
         serde_json::from_slice::<Value>(bytes).ok()
     };

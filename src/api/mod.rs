@@ -33,6 +33,6 @@ pub fn crd() -> CustomResourceDefinition {
 }
 
 /// The CRD as YAML, exactly as `wukong crd` prints it.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&crd())
+pub fn crd_yaml() -> Result<String, crate::yaml::SerializeError> {
+    crate::yaml::to_string(&crd())
 }

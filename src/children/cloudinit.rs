@@ -12,13 +12,13 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 use serde::Serialize;
-use serde_yaml::{Mapping, Value};
 
 use super::kind::{BuildInputs, ChildKind, Permission, Planned};
 use super::meta::{MANAGED_BY_LABEL, MANAGER, object_meta};
 use super::plan::Plan;
 use crate::api::{IpMode, NetworkType, User, Wukong};
 use crate::validate::{ParsedNetwork, ValidWukong};
+use crate::yaml::{self, Mapping, Value};
 
 /// Key of the user data in the Secret (read by KubeVirt's NoCloud source).
 pub const USER_DATA_KEY: &str = "userdata";
@@ -77,22 +77,23 @@ pub fn user_data(wukong: &ValidWukong, passwords: &BTreeMap<String, String>) -> 
             return own.clone();
         }
         // Validation has parsed this document already; a failure here means it is empty.
-        if let Ok(Value::Mapping(mapping)) = serde_yaml::from_str::<Value>(own) {
+        if let Ok(Value::Mapping(mapping)) = yaml::from_str::<Value>(own) {
             document = mapping;
         }
     }
     if !cloud_init.users.is_empty() {
-        let mut users = match document.remove("users") {
+        let mut users = match document.swap_remove("users") {
             Some(Value::Sequence(existing)) => existing,
             _ => Vec::new(),
         };
         users.extend(cloud_init.users.iter().map(|user| user_entry(user, passwords.get(&user.name))));
-        document.insert(Value::from("users"), Value::Sequence(users));
+        document.insert("users".into(), Value::Sequence(users));
     }
     if document.is_empty() {
         return "#cloud-config\n".to_string();
     }
-    let body = serde_yaml::to_string(&document).unwrap_or_default();
+    // As spelled: the user's plain scalars mean to cloud-init what they meant in the input.
+    let body = yaml::to_string_as_spelled(&Value::Mapping(document)).unwrap_or_default();
     format!("#cloud-config\n{body}")
 }
 
@@ -172,7 +173,7 @@ pub fn network_data(wukong: &ValidWukong) -> Option<String> {
         .filter(|parsed| parsed.network.ip_config.is_some() || parsed.network.network_type == NetworkType::Pod)
         .map(|parsed| (parsed.network.name.clone(), ethernet(parsed)))
         .collect();
-    serde_yaml::to_string(&NetworkConfig { version: 2, ethernets }).ok()
+    yaml::to_string(&NetworkConfig { version: 2, ethernets }).ok()
 }
 
 fn ethernet(parsed: &ParsedNetwork) -> Ethernet {

@@ -73,15 +73,15 @@ fn check_key(key: &str) -> Result<(), String> {
 fn check_user_data(collector: &mut Collector, user_data: &str, has_users: bool) {
     let field = "spec.cloudInit.userData";
     if user_data.starts_with("#cloud-config") {
-        match serde_yaml::from_str::<serde_yaml::Value>(user_data) {
-            Ok(serde_yaml::Value::Mapping(mapping)) => {
+        match crate::yaml::from_str::<crate::yaml::Value>(user_data) {
+            Ok(crate::yaml::Value::Mapping(mapping)) => {
                 if let Some(users) = mapping.get("users")
                     && !users.is_sequence()
                 {
                     collector.push(field, "its \"users\" must be a list to merge spec.cloudInit.users into it");
                 }
             }
-            Ok(serde_yaml::Value::Null) => {}
+            Ok(crate::yaml::Value::Null) => {}
             Ok(_) => collector.push(field, "a #cloud-config document must be a YAML mapping"),
             Err(error) => collector.push(field, format!("is not valid YAML: {error}")),
         }

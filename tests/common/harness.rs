@@ -140,13 +140,13 @@ impl Harness {
 
     /// Seeds a Wukong from YAML.
     pub fn create_wukong(&self, yaml: &str) {
-        let value: Value = serde_yaml::from_str(yaml).expect("wukong yaml");
+        let value: Value = wukong::yaml::from_str(yaml).expect("wukong yaml");
         self.api.insert(value);
     }
 
     /// Seeds any object from YAML.
     pub fn create(&self, yaml: &str) {
-        let value: Value = serde_yaml::from_str(yaml).expect("object yaml");
+        let value: Value = wukong::yaml::from_str(yaml).expect("object yaml");
         self.api.insert(value);
     }
 

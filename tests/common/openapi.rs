@@ -22,7 +22,7 @@ impl CrdSchema {
     /// Parses a CustomResourceDefinition YAML (one document), picks the version with `storage: true`
     /// and keeps its `schema.openAPIV3Schema`. Errors (as String) name what is missing.
     pub fn from_crd_yaml(yaml: &str) -> Result<CrdSchema, String> {
-        let crd: Value = serde_yaml::from_str(yaml).map_err(|error| format!("invalid crd yaml: {error}"))?;
+        let crd: Value = wukong::yaml::from_str(yaml).map_err(|error| format!("invalid crd yaml: {error}"))?;
         if let Some(kind) = text(&crd, "kind").filter(|kind| *kind != "CustomResourceDefinition") {
             return Err(format!("expected kind CustomResourceDefinition, got {kind}"));
         }
