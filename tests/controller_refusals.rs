@@ -91,6 +91,8 @@ async fn a_missing_password_secret_is_refused() {
     let message = refused_with(&harness, "telco", "dpdk-router", "SecretNotFound").await;
     assert!(message.contains("spec.cloudInit.users[0].passwordSecretRef"), "{message}");
     assert!(message.contains("Secret \"telco/admin-password\" does not exist"), "{message}");
+    let metrics = harness.context.metrics.render(None);
+    assert!(metrics.contains("wukong_reconcile_errors_total{reason=\"SecretNotFound\",step=\"validate\"}"), "{metrics}");
 }
 
 #[tokio::test]

@@ -173,6 +173,11 @@ async fn the_operator_converges_and_cleans_up_a_wukong_over_http() {
     scenario.converge_empty_vm().await;
     scenario.check_endpoints().await;
     scenario.delete_empty_vm().await;
+    let log = scenario.log();
+    let finished = log.lines().find(|line| line.contains("cleanup finished")).unwrap_or_else(|| panic!("no cleanup line in:\n{log}"));
+    for field in ["reconcile{", "namespace=", "name=empty-vm", "trace_id="] {
+        assert!(finished.contains(field), "the reconcile span carries {field}: {finished}");
+    }
     let problems = scenario.stop().await;
     assert!(problems.iter().all(|line| !line.contains(" ERROR ")), "the operator logged errors: {problems:#?}");
 }

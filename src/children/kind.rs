@@ -120,3 +120,72 @@ pub fn kind_names() -> Vec<String> {
     for_each_kind(&mut names);
     names.0
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::ResourceExt;
+
+    use super::{BuildInputs, ChildKind, EachKind, for_each_kind, kind_names};
+    use crate::children::plan::{Plan, plan};
+    use crate::validate::ValidWukong;
+
+    /// Every example, validated.
+    fn examples() -> Vec<ValidWukong> {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut files: Vec<_> = std::fs::read_dir(&folder).expect("examples folder").map(|entry| entry.expect("entry").path()).collect();
+        files.sort();
+        let wukongs = files.iter().flat_map(|file| {
+            let text = std::fs::read_to_string(file).expect("example text");
+            crate::render::parse_documents(&text).unwrap_or_else(|errors| panic!("{}: {errors:?}", file.display()))
+        });
+        wukongs.map(|wukong| crate::validate::validate(&wukong).expect("examples are valid")).collect()
+    }
+
+    /// Checks that each kind builds exactly the children the plan names for it.
+    struct BuiltAsPlanned<'a> {
+        wukong: &'a ValidWukong,
+        plan: &'a Plan,
+        kinds_seen: usize,
+    }
+
+    impl EachKind for BuiltAsPlanned<'_> {
+        fn kind<K: ChildKind>(&mut self) {
+            let built: Vec<String> =
+                K::build(self.wukong, self.plan, &BuildInputs::default()).iter().map(|object| object.name_any()).collect();
+            let planned: Vec<String> = self.plan.names::<K>().map(str::to_string).collect();
+            assert_eq!(built, planned, "{} of Wukong {}: built and planned names differ", K::kind(&()), self.wukong.name);
+            for object in K::build(self.wukong, self.plan, &BuildInputs::default()) {
+                assert_eq!(object.namespace().as_deref(), Some(self.wukong.namespace.as_str()));
+                let retain =
+                    self.plan.children.iter().any(|child| child.name == object.name_any() && child.kind == K::kind(&()) && child.retain);
+                let annotated =
+                    object.annotations().get(crate::children::meta::DELETION_POLICY_ANNOTATION).map(String::as_str) == Some("Retain");
+                assert_eq!(retain, annotated, "{} {}: the Retain annotation follows the plan", K::kind(&()), object.name_any());
+                assert!(!retain || K::RETAINABLE, "only retainable kinds are planned to be retained");
+            }
+            self.kinds_seen += 1;
+        }
+    }
+
+    #[test]
+    fn every_kind_builds_exactly_what_the_plan_names() {
+        let examples = examples();
+        assert!(examples.len() >= 7, "every example is checked");
+        for wukong in &examples {
+            let plan = plan(wukong);
+            let mut check = BuiltAsPlanned { wukong, plan: &plan, kinds_seen: 0 };
+            for_each_kind(&mut check);
+            assert_eq!(check.kinds_seen, kind_names().len());
+            let mut names: Vec<(&str, &str)> = plan.children.iter().map(|child| (child.kind.as_str(), child.name.as_str())).collect();
+            let count = names.len();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), count, "no two children of one kind share a name in {}", wukong.name);
+        }
+    }
+
+    #[test]
+    fn kinds_are_registered_once_in_apply_order() {
+        assert_eq!(kind_names(), ["NetworkAttachmentDefinition", "Secret", "PersistentVolumeClaim", "DataVolume", "VirtualMachine"]);
+    }
+}

@@ -52,6 +52,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Current time for condition transitions.
     pub clock: Clock,
+    /// The operator's metrics (failed steps are counted here).
+    pub metrics: super::metrics::Metrics,
     /// Consecutive failures per Wukong (`namespace/name`), for exponential backoff.
     pub failures: Arc<Mutex<HashMap<String, u32>>>,
 }

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod cleanup;
 pub mod context;
 pub mod diff;
+pub mod metrics;
 pub mod observe;
 pub mod ownership;
 pub mod permissions;
@@ -32,7 +33,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 use wukong_models::datavolume::DataVolume;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
@@ -189,7 +190,7 @@ impl CacheSync {
 
 /// Runs the controller with `client` until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, options: RunOptions) {
-    let health = Arc::new(crate::operate::http::Health::new(crate::operate::metrics::Metrics::new().unwrap_or_else(|error| {
+    let health = Arc::new(crate::operate::http::Health::new(metrics::Metrics::new().unwrap_or_else(|error| {
         // Registering fresh metrics in a fresh registry cannot collide.
         unreachable!("{error}")
     })));
@@ -233,6 +234,7 @@ pub async fn run_until(
         stores,
         recorder: Recorder::new(client.clone(), reporter),
         clock: system_clock(),
+        metrics: health.metrics.clone(),
         failures: Arc::default(),
     });
 
@@ -254,12 +256,14 @@ pub async fn run_until(
             move |object, context| {
                 let metrics = metrics.clone();
                 let sync = sync.clone();
+                let span = reconcile_span(&object);
                 async move {
                     let started = std::time::Instant::now();
                     let result = reconcile_tracked(object, context, &sync).await;
                     metrics.reconciled(result.is_ok(), started.elapsed());
                     result
                 }
+                .instrument(span)
             },
             error_policy,
             context,
@@ -341,6 +345,20 @@ fn instance_owner(instance: &VirtualMachineInstance) -> Option<ObjectRef<Guarded
     }
     let name = labels.get(INSTANCE_LABEL)?;
     Some(ObjectRef::new(name).within(&instance.namespace()?))
+}
+
+/// The span of one reconcile: the Wukong's namespace and name, and a trace id
+/// that every log line of the pass carries (unique per pass and process).
+fn reconcile_span(object: &GuardedWukong) -> tracing::Span {
+    static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    let process = *PROCESS.get_or_init(|| {
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (started.as_nanos() as u64) ^ (u64::from(std::process::id()) << 40)
+    });
+    let pass = PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let trace_id = format!("{process:016x}{pass:016x}");
+    tracing::info_span!("reconcile", namespace = %object.namespace().unwrap_or_default(), name = %object.name_any(), %trace_id)
 }
 
 /// Runs a reconcile once every cache has synced, and keeps the failure count

@@ -78,6 +78,24 @@ impl Error {
         }
     }
 
+    /// The API server's reason for the failure (`Conflict`, `InternalError`,
+    /// ...), or `Unreachable` when no answer came.
+    pub fn api_reason(&self) -> String {
+        let source = match self {
+            Self::Finalizer { source, .. } => source,
+            Self::Resolve(ResolveError::ReadSecret { source, .. }) => source,
+            Self::Apply(ApplyError::Apply { source, .. } | ApplyError::Remove { source, .. }) => source,
+            Self::Status(StatusError::Write { source, .. }) => source,
+            Self::Cleanup(CleanupError::Remove(ApplyError::Apply { source, .. } | ApplyError::Remove { source, .. })) => source,
+            Self::Cleanup(CleanupError::DeleteVm { source, .. } | CleanupError::Finalizer { source, .. }) => source,
+        };
+        match source {
+            kube::Error::Api(status) if !status.reason.is_empty() => status.reason.clone(),
+            kube::Error::Api(status) => format!("HTTP{}", status.code),
+            _ => "Unreachable".to_string(),
+        }
+    }
+
     /// The step that failed, for metrics and logs.
     pub fn step(&self) -> &'static str {
         match self {
@@ -90,39 +108,47 @@ impl Error {
     }
 }
 
-/// Reconciles one Wukong.
+/// Reconciles one Wukong; a failed step is counted by step and reason.
 pub async fn reconcile(object: std::sync::Arc<GuardedWukong>, context: std::sync::Arc<Context>) -> Result<Action, Error> {
-    let context = context.as_ref();
+    let result = steps(&object, &context).await;
+    if let Err(error) = &result {
+        context.metrics.step_failed(error.step(), &error.api_reason());
+    }
+    result
+}
+
+/// The steps of one pass.
+async fn steps(object: &GuardedWukong, context: &Context) -> Result<Action, Error> {
     if object.meta().deletion_timestamp.is_some() {
-        return delete(context, &object).await;
+        return delete(context, object).await;
     }
     let wukong = match &object.0 {
         Ok(wukong) => wukong,
-        Err(unreadable) => return refuse(context, &object, None, "InvalidSpec", unreadable.error.clone()).await,
+        Err(unreadable) => return refuse(context, object, None, "InvalidSpec", unreadable.error.clone()).await,
     };
     add_finalizer(context, wukong).await?;
     let valid = match validate_spec(wukong) {
         Ok(valid) => valid,
-        Err(error) => return refuse(context, &object, Some(wukong), error.reason(), message(&error)).await,
+        Err(error) => return refuse(context, object, Some(wukong), error.reason(), message(&error)).await,
     };
     let plan = plan(&valid);
     let observed = observe(&context.stores, wukong, &plan);
     let resolved = match resolve(&context.client, wukong).await {
         Ok(resolved) => resolved,
-        Err(error) => return fail(context, &object, &plan, &observed, Error::Resolve(error)).await,
+        Err(error) => return fail(context, object, &plan, &observed, Error::Resolve(error)).await,
     };
     let inputs = match check(&valid, &plan, &observed, &resolved) {
         Ok(inputs) => inputs,
-        Err(error) => return refuse_facts(context, &object, &plan, &observed, &error).await,
+        Err(error) => return refuse_facts(context, object, &plan, &observed, &error).await,
     };
     // Children only become orphans when the spec changes: scan for them when the
     // generation moved since the last status (which a cut-short pass never wrote).
     let scan_for_orphans = object.status().and_then(|status| status.observed_generation) != wukong.metadata.generation;
     let applied = match apply(context, &valid, &plan, &inputs, &observed, scan_for_orphans).await {
         Ok(applied) => applied,
-        Err(error) => return fail(context, &object, &plan, &observed, Error::Apply(error)).await,
+        Err(error) => return fail(context, object, &plan, &observed, Error::Apply(error)).await,
     };
-    announce(context, &object, &applied.changes, ("Removed", ", no longer in the spec")).await;
+    announce(context, object, &applied.changes, ("Removed", ", no longer in the spec")).await;
     if observed.virtual_machine().is_none() && applied.observed.virtual_machine().is_some() {
         // The VM was just created: the watch events of the new children,
         // gathered by the debounce, bring the next pass at once; it reports
@@ -130,7 +156,7 @@ pub async fn reconcile(object: std::sync::Arc<GuardedWukong>, context: std::sync
         // short requeue guarantees that pass even if no event came.
         return Ok(Action::requeue(STATUS_AFTER_CREATE));
     }
-    status(context, &object, &plan, &applied.observed, None).await?;
+    status(context, object, &plan, &applied.observed, None).await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -187,6 +213,7 @@ async fn refuse(
     let plan = Plan::unbuildable(&namespace, &name, wukong.map(|wukong| &wukong.spec));
     let observed = wukong.map(|wukong| observe(&context.stores, wukong, &plan)).unwrap_or_default();
     let failure = Failure { reason: reason.to_string(), message, invalid: true };
+    context.metrics.step_failed("validate", reason);
     status(context, object, &plan, &observed, Some(&failure)).await?;
     Ok(Action::await_change())
 }
@@ -201,6 +228,7 @@ async fn refuse_facts(
     error: &ValidateError,
 ) -> Result<Action, Error> {
     let failure = Failure { reason: error.reason().to_string(), message: message(error), invalid: true };
+    context.metrics.step_failed("validate", error.reason());
     status(context, object, plan, observed, Some(&failure)).await?;
     Ok(Action::requeue(REFUSED_RETRY))
 }

@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::runtime::reflector::Store;
 
-use super::metrics::Metrics;
+use crate::controller::metrics::Metrics;
 
 /// What the endpoints report.
 pub struct Health {
@@ -92,7 +92,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::{Health, bind, serve};
-    use crate::operate::metrics::Metrics;
+    use crate::controller::metrics::Metrics;
 
     async fn fetch(address: std::net::SocketAddr, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,17 +8,16 @@
 
 pub mod http;
 pub mod leader;
-pub mod metrics;
 
 use std::sync::Arc;
 
 use kube::client::ClientBuilder;
 use tracing::info;
 
+use crate::controller::metrics::{Metrics, MetricsError};
 use crate::controller::{RunOptions, run_until};
 use http::{Health, ServeError, bind, serve};
 use leader::{LeaderError, Leadership};
-use metrics::{Metrics, MetricsError};
 
 /// Errors that stop the operator.
 #[derive(Debug, thiserror::Error)]

@@ -112,6 +112,7 @@ impl Harness {
             stores,
             recorder: Recorder::new(client, Reporter { controller: "wukong-operator".to_string(), instance: None }),
             clock: Arc::new(move || clock_reader.lock().map(|time| time.clone()).unwrap_or_default()),
+            metrics: wukong::controller::metrics::Metrics::new().expect("fresh metrics"),
             failures: Arc::default(),
         });
         let writers =

@@ -19,6 +19,7 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVe
 pub struct Metrics {
     registry: Registry,
     reconciliations: IntCounterVec,
+    errors: IntCounterVec,
     duration: HistogramVec,
     requests: IntCounterVec,
     wukongs: IntGaugeVec,
@@ -34,6 +35,10 @@ impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let reconciliations = IntCounterVec::new(Opts::new("wukong_reconciliations_total", "Reconciliations by result."), &["result"])?;
+        let errors = IntCounterVec::new(
+            Opts::new("wukong_reconcile_errors_total", "Failed reconcile steps, by step and reason (refusals included)."),
+            &["step", "reason"],
+        )?;
         let duration = HistogramVec::new(
             HistogramOpts::new("wukong_reconcile_duration_seconds", "Duration of one reconciliation.")
                 .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
@@ -42,17 +47,26 @@ impl Metrics {
         let requests = IntCounterVec::new(Opts::new("wukong_kube_requests_total", "Requests sent to the API server."), &["verb", "kind"])?;
         let wukongs = IntGaugeVec::new(Opts::new("wukong_wukongs", "Wukongs by phase."), &["phase"])?;
         registry.register(Box::new(reconciliations.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(wukongs.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Metrics { registry, reconciliations, duration, requests, wukongs })
+        Ok(Metrics { registry, reconciliations, errors, duration, requests, wukongs })
     }
 
     /// Records one reconciliation.
     pub fn reconciled(&self, success: bool, elapsed: Duration) {
         self.reconciliations.with_label_values(&[if success { "success" } else { "error" }]).inc();
         self.duration.with_label_values::<&str>(&[]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one failed step: `step` is `finalizer`, `resolve`, `validate`,
+    /// `apply`, `status` or `cleanup`; `reason` is the refusal's reason or the
+    /// API server's (`Conflict`, `InternalError`, ...), `Unreachable` when no
+    /// answer came.
+    pub fn step_failed(&self, step: &str, reason: &str) {
+        self.errors.with_label_values(&[step, reason]).inc();
     }
 
     /// Counts one request by verb and resource kind (the URL's resource plural).
