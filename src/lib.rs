@@ -5,7 +5,6 @@
 //! offline renderer ([`render`]) and the controller ([`controller`]).
 
 pub mod api;
-pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod controller;

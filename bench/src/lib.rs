@@ -4,6 +4,9 @@
 //! reads, and [`BenchOptions`]. Out: a [`report::Report`]: convergence time and
 //! latency percentiles, API writes and reads per Wukong, idle writes, peak
 //! operator memory, delete time and leftovers.
+//!
+//! A crate of its own so that the shipped `wukong` binary carries none of it
+//! (nor the in-memory API server of `--in-memory`).
 
 pub mod fake_kubevirt;
 pub mod report;

@@ -23,13 +23,14 @@ use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
 
-use super::BenchOptions;
-use super::report::{Latency, Report, percentile};
-use super::scrape::{Sample, ScrapeError, scrape};
-use super::shape::wukong;
-use crate::api::Wukong;
-use crate::build::meta::{MANAGED_BY_LABEL, MANAGER};
-use crate::controller::wukong_resource;
+use wukong::api::Wukong;
+use wukong::build::meta::{MANAGED_BY_LABEL, MANAGER};
+use wukong::controller::wukong_resource;
+
+use crate::BenchOptions;
+use crate::report::{Latency, Report, percentile};
+use crate::scrape::{Sample, ScrapeError, scrape};
+use crate::shape::wukong;
 
 /// Errors that stop a benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +173,7 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let object = Namespace { metadata: ObjectMeta { name: Some(namespace.clone()), ..ObjectMeta::default() }, ..Namespace::default() };
     namespaces.create(&PostParams::default(), &object).await.map_err(api_error(format!("create namespace \"{namespace}\"")))?;
-    let fake = options.fake_kubevirt.then(|| tokio::spawn(super::fake_kubevirt::run(client.clone(), namespace.clone())));
+    let fake = options.fake_kubevirt.then(|| tokio::spawn(crate::fake_kubevirt::run(client.clone(), namespace.clone())));
 
     let result = measure(client.clone(), options, &namespace, &before, &peak).await;
 
