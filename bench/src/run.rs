@@ -28,6 +28,7 @@ use wukong::build::meta::{MANAGED_BY_LABEL, MANAGER};
 use wukong::controller::wukong_resource;
 
 use crate::BenchOptions;
+use crate::operator::{Operator, STOP_GRACE, wukong_binary};
 use crate::report::{Latency, Report, percentile};
 use crate::scrape::{Sample, ScrapeError, scrape};
 use crate::shape::wukong;
@@ -55,6 +56,23 @@ pub enum BenchError {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// The operator command exited (unsuccessfully) before serving metrics.
+    #[error("failed to keep the operator command \"{command}\" running: it exited with {status} before serving metrics")]
+    OperatorExited {
+        /// The command.
+        command: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+    /// The `wukong` binary `--in-memory` starts is not where cargo builds it.
+    #[error(
+        "failed to find the wukong binary at \"{}\": build it next to wukong-bench (`cargo build --release -p wukong`; for tests `cargo nextest run --workspace` builds it), or pass --operator-cmd",
+        path.display()
+    )]
+    OperatorBinary {
+        /// Where it was looked for.
+        path: std::path::PathBuf,
     },
     /// Something did not happen in time.
     #[error("failed to {0} within the timeout")]
@@ -130,32 +148,25 @@ pub async fn start_in_memory() -> Result<InMemory, BenchError> {
 /// The command that starts the operator: `--operator-cmd`, or with
 /// `--in-memory` the `wukong` binary next to this one serving metrics where
 /// `--operator-metrics` points.
-fn operator_command(options: &BenchOptions) -> Option<String> {
+fn operator_command(options: &BenchOptions) -> Result<Option<String>, BenchError> {
     if let Some(command) = &options.operator_cmd {
-        return Some(command.clone());
+        return Ok(Some(command.clone()));
     }
     if !options.in_memory {
-        return None;
+        return Ok(None);
     }
-    let address = options.operator_metrics.strip_prefix("http://")?.split('/').next()?.to_string();
-    let binary = std::env::current_exe().ok()?.with_file_name("wukong");
-    Some(format!("exec '{}' run --metrics-addr {address} --concurrency 16", binary.display()))
+    let metrics = &options.operator_metrics;
+    let address =
+        metrics.strip_prefix("http://").and_then(|rest| rest.split('/').next()).ok_or_else(|| ScrapeError::Url(metrics.clone()))?;
+    let binary = wukong_binary()?;
+    Ok(Some(format!("exec '{}' run --metrics-addr {address} --concurrency 16", binary.display())))
 }
 
 /// Runs the benchmark.
 pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std::path::Path>) -> Result<Report, BenchError> {
-    let mut operator = match operator_command(options) {
-        Some(command) => {
-            let mut process = tokio::process::Command::new("sh");
-            // The operator is stopped through this child: commands should `exec` it (the default does).
-            process.arg("-c").arg(&command).kill_on_drop(true);
-            // The operator's log goes to stderr: stdout is the report.
-            process.stdout(std::process::Stdio::from(std::io::stderr()));
-            if let Some(path) = kubeconfig {
-                process.env("KUBECONFIG", path);
-            }
-            Some(process.spawn().map_err(|source| BenchError::Operator { command, source })?)
-        }
+    // Dropped on an early return, which kills the operator's whole process group.
+    let mut operator = match operator_command(options)? {
+        Some(command) => Some(Operator::start(&command, kubeconfig)?),
         None => None,
     };
     let deadline = Instant::now() + Duration::from_secs(options.timeout);
@@ -163,7 +174,12 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
         match scrape(&options.operator_metrics).await {
             Ok(sample) => break sample,
             Err(error) if Instant::now() > deadline => return Err(error.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(_) => {
+                if let Some(operator) = operator.as_mut() {
+                    operator.check_running()?;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         }
     };
     let peak = Arc::new(AtomicU64::new(before.resident_bytes.unwrap_or(0.0) as u64));
@@ -182,13 +198,9 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
     }
     sampler.abort();
     let _ = namespaces.delete(&namespace, &DeleteParams::background()).await;
-    if let Some(operator) = operator.as_mut() {
-        if let Some(pid) = operator.id() {
-            // SIGTERM first, so the operator stops cleanly (and releases a lease it holds).
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), operator.wait()).await;
-        let _ = operator.kill().await;
+    if let Some(operator) = operator {
+        // SIGTERM first, so the operator stops cleanly (and releases a lease it holds).
+        operator.stop(STOP_GRACE).await;
     }
     result
 }
