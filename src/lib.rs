@@ -8,7 +8,6 @@
 //! ([`cli`]) on top; YAML in and out ([`yaml`]) beside them.
 
 pub mod api;
-pub mod bench;
 pub mod children;
 pub mod cli;
 pub mod controller;

@@ -173,8 +173,12 @@ async fn the_operator_converges_and_cleans_up_a_wukong_over_http() {
     scenario.converge_empty_vm().await;
     scenario.check_endpoints().await;
     scenario.delete_empty_vm().await;
-    let log = scenario.log();
-    let finished = log.lines().find(|line| line.contains("cleanup finished")).unwrap_or_else(|| panic!("no cleanup line in:\n{log}"));
+    // Logged right after the finalizer is removed, so possibly after the Wukong is seen gone.
+    let finished = scenario
+        .wait("the operator logs the finished cleanup", 10, async || {
+            scenario.log().lines().find(|line| line.contains("cleanup finished")).map(str::to_owned)
+        })
+        .await;
     for field in ["reconcile{", "namespace=", "name=empty-vm", "trace_id="] {
         assert!(finished.contains(field), "the reconcile span carries {field}: {finished}");
     }

@@ -4,10 +4,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "a failed expectation is a failed test")]
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn a_small_fleet_converges_with_no_idle_writes_and_nothing_left() {
+    // The bench fails at once without it too; this says how to build it.
+    common::wukong_binary();
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port();
     let out = std::env::temp_dir().join(format!("wukong-bench-smoke-{}.json", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_wukong-bench"))

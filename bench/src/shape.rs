@@ -3,7 +3,7 @@
 //! In: a shape name, a namespace and an index. Out: a Wukong of that shape and
 //! the number of children the operator makes for it.
 
-use crate::api::{CloudInit, Disk, IpConfig, IpMode, Network, NetworkType, User, Wukong, WukongSpec};
+use wukong::api::{CloudInit, Disk, IpConfig, IpMode, Network, NetworkType, User, Wukong, WukongSpec};
 
 /// Shapes of benchmark Wukongs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -80,9 +80,10 @@ pub fn wukong(shape: Shape, namespace: &str, index: usize) -> Wukong {
 
 #[cfg(test)]
 mod tests {
+    use wukong::children::plan;
+    use wukong::validate::validate;
+
     use super::{Shape, wukong};
-    use crate::children::plan;
-    use crate::validate::validate;
 
     #[test]
     fn shapes_are_valid_and_have_the_children_they_claim() {

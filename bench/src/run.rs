@@ -14,22 +14,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use tokio::sync::Mutex;
-use wukong_models::datavolume::DataVolume;
-use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
-use wukong_models::virtualmachine::VirtualMachine;
 
-use super::BenchOptions;
-use super::report::{Latency, Report, percentile};
-use super::scrape::{Sample, ScrapeError, scrape};
-use super::shape::wukong;
-use crate::api::Wukong;
-use crate::children::meta::{MANAGED_BY_LABEL, MANAGER};
-use crate::controller::wukong_resource;
+use wukong::api::Wukong;
+use wukong::children::meta::{MANAGED_BY_LABEL, MANAGER};
+use wukong::children::{ChildKind, EachKind, for_each_kind};
+use wukong::controller::wukong_resource;
+
+use crate::BenchOptions;
+use crate::operator::{Operator, STOP_GRACE, wukong_binary};
+use crate::report::{Latency, Report, percentile};
+use crate::scrape::{Sample, ScrapeError, scrape};
+use crate::shape::wukong;
 
 /// Errors that stop a benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,23 @@ pub enum BenchError {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// The operator command exited (unsuccessfully) before serving metrics.
+    #[error("failed to keep the operator command \"{command}\" running: it exited with {status} before serving metrics")]
+    OperatorExited {
+        /// The command.
+        command: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+    /// The `wukong` binary `--in-memory` starts is not where cargo builds it.
+    #[error(
+        "failed to find the wukong binary at \"{}\": build it next to wukong-bench (`cargo build --release -p wukong`; for tests `cargo nextest run --workspace` builds it), or pass --operator-cmd",
+        path.display()
+    )]
+    OperatorBinary {
+        /// Where it was looked for.
+        path: std::path::PathBuf,
     },
     /// Something did not happen in time.
     #[error("failed to {0} within the timeout")]
@@ -129,32 +146,25 @@ pub async fn start_in_memory() -> Result<InMemory, BenchError> {
 /// The command that starts the operator: `--operator-cmd`, or with
 /// `--in-memory` the `wukong` binary next to this one serving metrics where
 /// `--operator-metrics` points.
-fn operator_command(options: &BenchOptions) -> Option<String> {
+fn operator_command(options: &BenchOptions) -> Result<Option<String>, BenchError> {
     if let Some(command) = &options.operator_cmd {
-        return Some(command.clone());
+        return Ok(Some(command.clone()));
     }
     if !options.in_memory {
-        return None;
+        return Ok(None);
     }
-    let address = options.operator_metrics.strip_prefix("http://")?.split('/').next()?.to_string();
-    let binary = std::env::current_exe().ok()?.with_file_name("wukong");
-    Some(format!("exec '{}' run --metrics-addr {address} --concurrency 16", binary.display()))
+    let metrics = &options.operator_metrics;
+    let address =
+        metrics.strip_prefix("http://").and_then(|rest| rest.split('/').next()).ok_or_else(|| ScrapeError::Url(metrics.clone()))?;
+    let binary = wukong_binary()?;
+    Ok(Some(format!("exec '{}' run --metrics-addr {address} --concurrency 16", binary.display())))
 }
 
 /// Runs the benchmark.
 pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std::path::Path>) -> Result<Report, BenchError> {
-    let mut operator = match operator_command(options) {
-        Some(command) => {
-            let mut process = tokio::process::Command::new("sh");
-            // The operator is stopped through this child: commands should `exec` it (the default does).
-            process.arg("-c").arg(&command).kill_on_drop(true);
-            // The operator's log goes to stderr: stdout is the report.
-            process.stdout(std::process::Stdio::from(std::io::stderr()));
-            if let Some(path) = kubeconfig {
-                process.env("KUBECONFIG", path);
-            }
-            Some(process.spawn().map_err(|source| BenchError::Operator { command, source })?)
-        }
+    // Dropped on an early return, which kills the operator's whole process group.
+    let mut operator = match operator_command(options)? {
+        Some(command) => Some(Operator::start(&command, kubeconfig)?),
         None => None,
     };
     let deadline = Instant::now() + Duration::from_secs(options.timeout);
@@ -162,7 +172,12 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
         match scrape(&options.operator_metrics).await {
             Ok(sample) => break sample,
             Err(error) if Instant::now() > deadline => return Err(error.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(_) => {
+                if let Some(operator) = operator.as_mut() {
+                    operator.check_running()?;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         }
     };
     let peak = Arc::new(AtomicU64::new(before.resident_bytes.unwrap_or(0.0) as u64));
@@ -172,7 +187,7 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let object = Namespace { metadata: ObjectMeta { name: Some(namespace.clone()), ..ObjectMeta::default() }, ..Namespace::default() };
     namespaces.create(&PostParams::default(), &object).await.map_err(api_error(format!("create namespace \"{namespace}\"")))?;
-    let fake = options.fake_kubevirt.then(|| tokio::spawn(super::fake_kubevirt::run(client.clone(), namespace.clone())));
+    let fake = options.fake_kubevirt.then(|| tokio::spawn(crate::fake_kubevirt::run(client.clone(), namespace.clone())));
 
     let result = measure(client.clone(), options, &namespace, &before, &peak).await;
 
@@ -181,13 +196,9 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
     }
     sampler.abort();
     let _ = namespaces.delete(&namespace, &DeleteParams::background()).await;
-    if let Some(operator) = operator.as_mut() {
-        if let Some(pid) = operator.id() {
-            // SIGTERM first, so the operator stops cleanly (and releases a lease it holds).
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), operator.wait()).await;
-        let _ = operator.kill().await;
+    if let Some(operator) = operator {
+        // SIGTERM first, so the operator stops cleanly (and releases a lease it holds).
+        operator.stop(STOP_GRACE).await;
     }
     result
 }
@@ -315,23 +326,33 @@ async fn missing_children(client: &Client, namespace: &str, expected: usize) -> 
     Ok(expected.saturating_sub(present))
 }
 
+/// How many children of every registered kind the operator labelled in `namespace`.
 async fn count_children(client: &Client, namespace: &str) -> Result<usize, BenchError> {
+    type Count<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, BenchError>> + Send + 'a>>;
+    struct Counts<'a> {
+        client: &'a Client,
+        namespace: &'a str,
+        selector: ListParams,
+        counts: Vec<Count<'a>>,
+    }
+    impl<'a> EachKind for Counts<'a> {
+        fn kind<K: ChildKind>(&mut self) {
+            let (client, namespace, selector) = (self.client, self.namespace, self.selector.clone());
+            self.counts.push(Box::pin(async move { count::<K>(client, namespace, &selector).await }));
+        }
+    }
     let selector = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
-    Ok(count::<VirtualMachine>(client, namespace, &selector).await?
-        + count::<DataVolume>(client, namespace, &selector).await?
-        + count::<PersistentVolumeClaim>(client, namespace, &selector).await?
-        + count::<NetworkAttachmentDefinition>(client, namespace, &selector).await?
-        + count::<Secret>(client, namespace, &selector).await?)
+    let mut counts = Counts { client, namespace, selector, counts: Vec::new() };
+    for_each_kind(&mut counts);
+    let mut total = 0;
+    for count in counts.counts {
+        total += count.await?;
+    }
+    Ok(total)
 }
 
 /// How many objects of a kind in `namespace` match `selector`.
-async fn count<K>(client: &Client, namespace: &str, selector: &ListParams) -> Result<usize, BenchError>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
+async fn count<K: ChildKind>(client: &Client, namespace: &str, selector: &ListParams) -> Result<usize, BenchError> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let listed = api.list_metadata(selector).await.map_err(api_error(format!("list {}", K::kind(&()))))?;
     Ok(listed.items.len())

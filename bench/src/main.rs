@@ -3,13 +3,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use wukong::bench::BenchOptions;
+use wukong_bench::BenchOptions;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = BenchOptions::parse();
     let in_memory = if options.in_memory {
-        match wukong::bench::run::start_in_memory().await {
+        match wukong_bench::run::start_in_memory().await {
             Ok(in_memory) => Some(in_memory),
             Err(error) => {
                 eprintln!("error: {error}");
@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
         },
     };
     let kubeconfig = in_memory.as_ref().map(|in_memory| in_memory.kubeconfig.path());
-    match wukong::bench::run::run(client, &options, kubeconfig).await {
+    match wukong_bench::run::run(client, &options, kubeconfig).await {
         Ok(report) => {
             print!("{}", report.table());
             if let Some(path) = &options.out {

@@ -4,8 +4,12 @@
 //! reads, and [`BenchOptions`]. Out: a [`report::Report`]: convergence time and
 //! latency percentiles, API writes and reads per Wukong, idle writes, peak
 //! operator memory, delete time and leftovers.
+//!
+//! A crate of its own so that the shipped `wukong` binary carries none of it
+//! (nor the in-memory API server of `--in-memory`).
 
 pub mod fake_kubevirt;
+pub mod operator;
 pub mod report;
 pub mod run;
 pub mod scrape;
@@ -26,8 +30,9 @@ pub struct BenchOptions {
     /// Shape of the Wukongs.
     #[arg(long, value_enum, default_value_t = shape::Shape::Default)]
     pub shape: shape::Shape,
-    /// Start the operator with this shell command (stopped with SIGTERM at the
-    /// end; start it with `exec` so the signal reaches it, not the shell).
+    /// Start the operator with this shell command. It runs in a process group
+    /// of its own, stopped at the end with SIGTERM to the whole group (SIGKILL
+    /// after a grace period), so a shell wrapping the operator is fine.
     #[arg(long)]
     pub operator_cmd: Option<String>,
     /// The operator's metrics endpoint.
@@ -53,7 +58,9 @@ pub struct BenchOptions {
     pub out: Option<PathBuf>,
     /// Run against an in-memory API server (fake-apiserver) started in this
     /// process instead of KUBECONFIG's cluster; the operator is given its
-    /// kubeconfig. Measures the operator's own cost without a cluster.
+    /// kubeconfig. Measures the operator's own cost without a cluster. Without
+    /// `--operator-cmd` the operator is the `wukong` binary next to this one
+    /// (cargo builds every binary of the workspace into one directory).
     #[arg(long)]
     pub in_memory: bool,
 }
