@@ -26,10 +26,16 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /build
 
 # Only what the build needs: the workspace manifests, the lock file and the
-# sources of the two crates (the binary and the generated models).
+# sources of the crates. Cargo loads every workspace member, so the test and
+# bench crates (fake-apiserver, bench) come along; only `wukong` is built, and
+# neither of them is among its normal dependencies.
 COPY Cargo.toml Cargo.lock ./
 COPY models/Cargo.toml models/Cargo.toml
 COPY models/src models/src
+COPY fake-apiserver/Cargo.toml fake-apiserver/Cargo.toml
+COPY fake-apiserver/src fake-apiserver/src
+COPY bench/Cargo.toml bench/Cargo.toml
+COPY bench/src bench/src
 COPY src src
 
 # The cargo registry and target directory are cache mounts, so a rebuild after
@@ -38,7 +44,7 @@ COPY src src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/build/target \
-    cargo build --release --locked --bin wukong \
+    cargo build --release --locked -p wukong --bin wukong \
     && install -D -m 0755 target/release/wukong /out/wukong
 
 # --- runtime -----------------------------------------------------------------
