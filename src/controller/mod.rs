@@ -3,7 +3,9 @@
 //!
 //! In: a client and [`RunOptions`]. Out: a running kube-runtime `Controller`
 //! whose reconcile is the thin driver in [`reconcile`], fed by one shared
-//! watch cache per kind (no list calls while reconciling).
+//! watch cache per kind (no list calls while reconciling), made by
+//! [`watches::reflect`]: the watches reconnect promptly after an API server
+//! restart and report their health to [`watch_health::WatchHealth`].
 
 pub mod apply;
 pub mod cleanup;
@@ -13,23 +15,26 @@ pub mod diff;
 pub mod ownership;
 pub mod permissions;
 pub mod reconcile;
+// Watches that survive API server restarts, and their health (see watches.rs).
+pub mod reconnect;
 pub mod status;
 pub mod validate;
+pub mod watch_health;
+pub mod watches;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
 use tracing::{error, info, warn};
 use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
@@ -37,6 +42,9 @@ use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use self::context::{Context, Stores, system_clock};
+use self::reconnect::ReconnectBackoff;
+use self::watch_health::WatchHealth;
+use self::watches::reflect;
 use crate::api::Wukong;
 use crate::build::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
 
@@ -62,6 +70,23 @@ pub struct RunOptions {
     /// settling) into one reconcile, so a burst of changes costs one status write.
     #[arg(long, default_value_t = 250, env = "WUKONG_DEBOUNCE_MS")]
     pub debounce_ms: u64,
+    // Health of the watches (see watch_health.rs and operate/http.rs).
+    /// Seconds a watch may keep failing (API server unreachable) before
+    /// /readyz answers 503.
+    #[arg(long, default_value_t = 5, env = "WUKONG_READINESS_GRACE_SECONDS")]
+    pub readiness_grace_seconds: u64,
+    /// Seconds a watch may keep failing before /healthz answers 503, so the
+    /// liveness probe restarts an operator that cannot recover by itself.
+    #[arg(long, default_value_t = 300, env = "WUKONG_LIVENESS_GRACE_SECONDS")]
+    pub liveness_grace_seconds: u64,
+}
+
+impl RunOptions {
+    /// The health endpoints' state for these options.
+    pub fn health(&self, metrics: crate::operate::metrics::Metrics) -> crate::operate::http::Health {
+        crate::operate::http::Health::new(metrics)
+            .with_grace(Duration::from_secs(self.readiness_grace_seconds), Duration::from_secs(self.liveness_grace_seconds))
+    }
 }
 
 /// The API resource of the Wukong kind, for the dynamic API.
@@ -99,35 +124,6 @@ fn init_logging(format: &str) {
     }
 }
 
-/// A reflector over every object of a kind, as a stream of touched objects
-/// plus the reader of its cache; `sync` learns when the cache is filled.
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    sync: &CacheSync,
-    trim: fn(&mut K),
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let events = watcher(api, config.any_semantic()).modify(move |object| {
-        trim_metadata(object);
-        trim(object);
-    });
-    let stream = reflector::reflector(writer, events).inspect(sync.tracker()).default_backoff().touched_objects();
-    (reader, stream)
-}
-
-/// Drops from a cached object what the operator never reads and what often
-/// doubles its size: managedFields and kubectl's last-applied-configuration.
-fn trim_metadata<K: Resource>(object: &mut K) {
-    object.managed_fields_mut().clear();
-    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
 /// Keeps nothing extra.
 fn keep_all<K>(_: &mut K) {}
 
@@ -137,57 +133,9 @@ fn trim_instance(instance: &mut VirtualMachineInstance) {
     instance.spec = Default::default();
 }
 
-/// Whether every watch cache has finished its first list: each reflector
-/// stream with a [`CacheSync::tracker`] counts its cache when it yields its
-/// first `InitDone` (the store has applied it by then). Every tracker must be
-/// made before any stream is polled.
-///
-/// Reconciles and `/readyz` wait on this rather than on
-/// `Store::wait_until_ready`: kube's store readiness (a `DelayedInit` over a
-/// oneshot channel) keeps one waker, so of several tasks waiting on one store
-/// at the same time only the last is woken. The readiness task then never
-/// saw the Wukong store ready (the Controller waits on it too), leaving
-/// `/readyz` at 503, and reconciles started before every cache was ready
-/// could stay parked for good.
-#[derive(Clone)]
-struct CacheSync {
-    pending: Arc<std::sync::atomic::AtomicUsize>,
-    ready: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl CacheSync {
-    /// Waits for no cache yet.
-    fn new() -> CacheSync {
-        let (ready, _) = tokio::sync::watch::channel(false);
-        CacheSync { pending: Arc::default(), ready: Arc::new(ready) }
-    }
-
-    /// The hook for one more reflector stream: its first `InitDone` counts its cache.
-    fn tracker<K>(&self) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + Send + 'static {
-        self.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let sync = self.clone();
-        let mut counted = false;
-        move |event| {
-            if !counted && matches!(event, Ok(watcher::Event::InitDone)) {
-                counted = true;
-                if sync.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-                    sync.ready.send_replace(true);
-                }
-            }
-        }
-    }
-
-    /// Resolves once every cache is filled.
-    async fn wait(&self) {
-        let mut ready = self.ready.subscribe();
-        // The sender lives in `self`, so the channel cannot close while waiting.
-        let _ = ready.wait_for(|ready| *ready).await;
-    }
-}
-
 /// Runs the controller with `client` until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, options: RunOptions) {
-    let health = Arc::new(crate::operate::http::Health::new(crate::operate::metrics::Metrics::new().unwrap_or_else(|error| {
+    let health = Arc::new(options.health(crate::operate::metrics::Metrics::new().unwrap_or_else(|error| {
         // Registering fresh metrics in a fresh registry cannot collide.
         unreachable!("{error}")
     })));
@@ -202,28 +150,19 @@ pub async fn run_until(
     health: Arc<crate::operate::http::Health>,
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    // Watches (see watches.rs): every kind registered with `health.watches` before any stream is polled.
     let resource = wukong_resource();
-    let wukong_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let wukong_writer = reflector::store::Writer::new(resource.clone());
-    let wukong_reader = wukong_writer.as_reader();
-    let sync = CacheSync::new();
-    let wukong_stream =
-        reflector::reflector(wukong_writer, watcher(wukong_api, watcher::Config::default().any_semantic()).modify(trim_metadata))
-            .inspect(sync.tracker())
-            .default_backoff()
-            .touched_objects();
-
-    let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
-    let (instances, instance_stream) =
-        reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default(), &sync, trim_instance);
-    let (data_volumes, data_volume_stream) = reflect::<DataVolume>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
-    let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
-    let (attachments, attachment_stream) =
-        reflect::<NetworkAttachmentDefinition>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
+    let sync = health.watches.clone();
+    let all = watcher::Config::default;
+    let (wukong_reader, wukong_stream) = reflect::<DynamicObject>(&client, resource.clone(), all(), keep_all, &sync);
+    let (virtual_machines, vm_stream) = reflect::<VirtualMachine>(&client, (), all(), keep_all, &sync);
+    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(&client, (), all(), trim_instance, &sync);
+    let (data_volumes, data_volume_stream) = reflect::<DataVolume>(&client, (), all(), keep_all, &sync);
+    let (claims, claim_stream) = reflect::<PersistentVolumeClaim>(&client, (), all(), keep_all, &sync);
+    let (attachments, attachment_stream) = reflect::<NetworkAttachmentDefinition>(&client, (), all(), keep_all, &sync);
     let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
-    let (secrets, secret_stream) =
-        reflect::<Secret>(Api::all(client.clone()), watcher::Config::default().labels(&managed), &sync, keep_all);
-    let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
+    let (secrets, secret_stream) = reflect::<Secret>(&client, (), all().labels(&managed), keep_all, &sync);
+    let (storage_classes, class_stream) = reflect::<StorageClass>(&client, (), all(), keep_all, &sync);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
 
     let stores = Stores {
@@ -247,10 +186,8 @@ pub async fn run_until(
 
     let _ = health.wukongs.set(wukong_reader.clone());
     let ready_sync = sync.clone();
-    let ready_health = health.clone();
     tokio::spawn(async move {
-        ready_sync.wait().await;
-        ready_health.caches_ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        ready_sync.wait_synced().await;
         info!("watch caches synced");
     });
     let metrics = health.metrics.clone();
@@ -265,6 +202,8 @@ pub async fn run_until(
         .watches_stream_with(instance_stream, move |instance: VirtualMachineInstance| instance_owner(&instance, &instance_resource), ())
         .watches_stream_with(claim_stream, move |claim: PersistentVolumeClaim| claim_mapper(&claim), ())
         .with_config(ControllerConfig::default().concurrency(options.concurrency).debounce(Duration::from_millis(options.debounce_ms)))
+        // The trigger streams never yield errors (reconnect.rs); should one, the pause of every trigger stays short.
+        .trigger_backoff(ReconnectBackoff::default())
         .shutdown_on_signal()
         .graceful_shutdown_on(stop)
         .run(
@@ -354,8 +293,8 @@ fn references_claim(wukong: &DynamicObject, namespace: &str, name: &str) -> bool
 
 /// Runs a reconcile once every cache has synced, and keeps the failure count
 /// that [`error_policy`] backs off with.
-async fn reconcile_tracked(object: Arc<DynamicObject>, context: Arc<Context>, sync: &CacheSync) -> Result<Action, reconcile::Error> {
-    sync.wait().await;
+async fn reconcile_tracked(object: Arc<DynamicObject>, context: Arc<Context>, sync: &WatchHealth) -> Result<Action, reconcile::Error> {
+    sync.wait_synced().await;
     let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
     let result = reconcile::reconcile(object, context.clone()).await;
     if result.is_ok()

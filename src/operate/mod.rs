@@ -16,7 +16,7 @@ use kube::client::ClientBuilder;
 use tracing::info;
 
 use crate::controller::{RunOptions, run_until};
-use http::{Health, ServeError, bind, serve};
+use http::{ServeError, bind, serve};
 use leader::{LeaderError, Leadership};
 use metrics::{Metrics, MetricsError};
 
@@ -47,7 +47,7 @@ pub async fn operate(options: RunOptions) -> Result<(), OperateError> {
         request
     });
     let client = ClientBuilder::try_from(config).map_err(OperateError::Client)?.with_layer(&layer).build();
-    let health = Arc::new(Health::new(metrics));
+    let health = Arc::new(options.health(metrics));
     let listener = bind(options.metrics_addr).await?;
     let server_health = health.clone();
     tokio::spawn(async move {
