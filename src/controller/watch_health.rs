@@ -1,7 +1,7 @@
 //! The health of the operator's watches, shared by the controller and the HTTP endpoints.
 //!
 //! In: per watched kind, from [`super::watches`]: its cache filled by a complete list, a failed request (with its
-//! error), a list or watch request answered. Out: whether every cache has synced ([`WatchHealth::synced`], and
+//! error), a list or watch request sent and answered. Out: whether every cache has synced ([`WatchHealth::synced`], and
 //! [`WatchHealth::wait_synced`] for reconciles), and which watches have been failing for longer than a given time
 //! ([`WatchHealth::failing_longer_than`]), for `/readyz` and `/healthz`.
 //!
@@ -13,6 +13,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// How long a list or watch request may go unanswered before its watch counts as failing (kube's client gives
+/// up connecting after 30 s, but waits for an answer to a sent request forever).
+pub const UNANSWERED: Duration = Duration::from_secs(30);
 
 /// The watches of one operator; clones share the same state.
 #[derive(Clone)]
@@ -33,6 +37,20 @@ struct State {
     listed: bool,
     /// Since when and with what error it fails; `None` while healthy.
     failure: Option<(Instant, String)>,
+    /// Since when a list or watch request waits for its answer.
+    waiting: Option<Instant>,
+}
+
+impl State {
+    /// Since when and why the watch fails at `now`: a failed request, or one unanswered for [`UNANSWERED`].
+    fn failing(&self, now: Instant) -> Option<(Instant, String)> {
+        if let Some(failure) = &self.failure {
+            return Some(failure.clone());
+        }
+        let sent = self.waiting.filter(|sent| now.saturating_duration_since(*sent) > UNANSWERED)?;
+        let waited = now.saturating_duration_since(sent).as_secs();
+        Some((sent, format!("no answer from the API server to a list or watch request for {waited} s")))
+    }
 }
 
 /// A watch failing for a while, as [`WatchHealth::failing_longer_than`] reports it.
@@ -100,9 +118,9 @@ impl WatchHealth {
     pub fn failing_longer_than(&self, grace: Duration, now: Instant) -> Vec<FailingWatch> {
         let watches = self.lock();
         let failing = watches.iter().filter_map(|(name, state)| {
-            let (since, error) = state.failure.as_ref()?;
-            let duration = now.saturating_duration_since(*since);
-            (duration > grace).then(|| FailingWatch { name: name.clone(), duration, error: error.clone() })
+            let (since, error) = state.failing(now)?;
+            let duration = now.saturating_duration_since(since);
+            (duration > grace).then(|| FailingWatch { name: name.clone(), duration, error })
         });
         failing.collect()
     }
@@ -156,9 +174,27 @@ impl WatchReporter {
             .unwrap_or(false)
     }
 
+    /// A list or watch request is sent: until the returned guard is dropped (answered, failed or given up), the
+    /// watch waits for an answer.
+    pub fn sent(&self) -> Waiting {
+        self.health.update(&self.name, |state| state.waiting = Some(Instant::now()));
+        Waiting { reporter: self.clone() }
+    }
+
     /// A list or watch request was answered. How long the watch had been failing, when it was.
     pub fn succeeded(&self) -> Option<Duration> {
         self.health.update(&self.name, |state| state.failure.take().map(|(since, _)| since.elapsed())).flatten()
+    }
+}
+
+/// A request of a watch waiting for its answer; see [`WatchReporter::sent`].
+pub struct Waiting {
+    reporter: WatchReporter,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.reporter.health.update(&self.reporter.name, |state| state.waiting = None);
     }
 }
 
@@ -207,5 +243,20 @@ mod tests {
         let names: Vec<String> = health.failing_longer_than(Duration::ZERO, later).into_iter().map(|watch| watch.name).collect();
         assert_eq!(names, ["PersistentVolumeClaim"]);
         assert!(machines.failed(&"again"), "a failure after a success starts a new one");
+    }
+
+    #[test]
+    fn a_request_unanswered_for_long_counts_as_failing() {
+        let health = WatchHealth::new();
+        let wukongs = health.register("Wukong");
+        let waiting = wukongs.sent();
+        let soon = Instant::now() + Duration::from_secs(20);
+        assert!(health.failing_longer_than(Duration::from_secs(5), soon).is_empty(), "an answer may take a while");
+        let late = Instant::now() + Duration::from_secs(40);
+        let failing = health.failing_longer_than(Duration::from_secs(5), late);
+        assert_eq!(failing.len(), 1);
+        assert!(failing[0].error.starts_with("no answer from the API server"), "{}", failing[0]);
+        drop(waiting);
+        assert!(health.failing_longer_than(Duration::from_secs(5), late).is_empty(), "answered");
     }
 }

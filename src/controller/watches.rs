@@ -69,16 +69,20 @@ pub fn trim_metadata<K: Resource>(object: &mut K) {
     }
 }
 
-/// `client` seen by one watch: every request goes through it unchanged, and an answered one (2xx) tells `reporter`
-/// the watch works again. kube's watcher reports a failed request but not a successful resume (a watch that
-/// reconnects and finds nothing new yields no event), hence this.
+/// `client` seen by one watch: every request goes through it unchanged; `reporter` learns while one waits for its
+/// answer, and that the watch works again when one is answered (2xx). kube's watcher reports a failed request but
+/// neither a hung one nor a successful resume (a watch that reconnects and finds nothing new yields no event),
+/// hence this.
 fn observed(client: &Client, reporter: WatchReporter) -> Client {
     let inner = client.clone();
     let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
         let client = inner.clone();
         let reporter = reporter.clone();
         async move {
-            let response = client.send(request).await?;
+            let waiting = reporter.sent();
+            let response = client.send(request).await;
+            drop(waiting);
+            let response = response?;
             if response.status().is_success()
                 && let Some(failing_for) = reporter.succeeded()
             {
