@@ -71,45 +71,73 @@ fn recovery(error: &watcher::Error) -> Recovery {
     }
 }
 
+/// The state of one reconnecting watch.
+struct Reconnecting<K, W> {
+    events: BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+    watch: W,
+    reporter: WatchReporter,
+    backoff: ReconnectBackoff,
+    /// An expired version is being re-listed and no object has arrived since: a second expiry now is retried after
+    /// the backoff, so an API server answering 410 to everything is not asked again in a tight loop.
+    relisting: bool,
+}
+
 /// The events of the watchers `watch` makes (one at first, another after a refused resume), with every error
 /// handled as the module says; `reporter` learns of the failures.
-pub fn reconnecting<K: Send + 'static>(
-    watch: impl Fn() -> BoxStream<'static, watcher::Result<watcher::Event<K>>> + Send + 'static,
-    reporter: WatchReporter,
-) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static {
-    let events = watch();
-    let state = (events, watch, reporter, ReconnectBackoff::default());
-    futures::stream::unfold(state, |(mut events, watch, reporter, mut backoff)| async move {
+pub fn reconnecting<K, W>(watch: W, reporter: WatchReporter) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
+where
+    K: Send + 'static,
+    W: Fn() -> BoxStream<'static, watcher::Result<watcher::Event<K>>> + Send + 'static,
+{
+    let state = Reconnecting { events: watch(), watch, reporter, backoff: ReconnectBackoff::default(), relisting: false };
+    futures::stream::unfold(state, |mut state| async move {
         loop {
-            let error = match events.next().await {
-                Some(Ok(event)) => return Some((Ok(event), (events, watch, reporter, backoff))),
+            let error = match state.events.next().await {
+                Some(Ok(event)) => {
+                    state.relisting &= matches!(event, watcher::Event::Init);
+                    return Some((Ok(event), state));
+                }
                 Some(Err(error)) => error,
                 // kube's watcher never ends; should one, a fresh one lists again.
                 None => {
-                    events = watch();
+                    state.events = (state.watch)();
                     continue;
                 }
             };
-            let name = reporter.name();
-            match recovery(&error) {
-                Recovery::RelistNow => info!(watch = name, %error, "the watch's resourceVersion expired: re-listing now"),
-                Recovery::Restart => {
-                    info!(watch = name, %error, "the watch's resourceVersion expired: re-listing now");
-                    events = watch();
-                }
-                Recovery::Retry => {
-                    if reporter.failed(&error) {
-                        backoff.reset();
-                        warn!(watch = name, %error, "the watch is failing; retrying until the API server answers");
-                    } else {
-                        debug!(watch = name, %error, "the watch is still failing");
-                    }
-                    let delay = backoff.next().unwrap_or(LONGEST_DELAY);
-                    tokio::time::sleep(delay).await;
-                }
-            }
+            state.handle(&error).await;
         }
     })
+}
+
+impl<K, W> Reconnecting<K, W>
+where
+    W: Fn() -> BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+{
+    /// Reports, logs and recovers from one error; returns when the watcher may be polled again.
+    async fn handle(&mut self, error: &watcher::Error) {
+        let name = self.reporter.name();
+        match recovery(error) {
+            Recovery::RelistNow | Recovery::Restart if !self.relisting => {
+                info!(watch = name, %error, "the watch's resourceVersion expired: re-listing now");
+                self.relisting = true;
+                if recovery(error) == Recovery::Restart {
+                    self.events = (self.watch)();
+                }
+            }
+            recovery => {
+                if self.reporter.failed(error) {
+                    self.backoff.reset();
+                    warn!(watch = name, %error, "the watch is failing; retrying until the API server answers");
+                } else {
+                    debug!(watch = name, %error, "the watch is still failing");
+                }
+                if recovery == Recovery::Restart {
+                    self.events = (self.watch)();
+                }
+                tokio::time::sleep(self.backoff.next().unwrap_or(LONGEST_DELAY)).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -172,5 +200,29 @@ mod tests {
         assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 2, "a refused resume makes a fresh watcher");
         let failing = health.failing_longer_than(Duration::ZERO, std::time::Instant::now() + Duration::from_secs(1));
         assert_eq!(failing.len(), 1, "the 503 is reported, the 410 is not: {failing:?}");
+    }
+
+    #[tokio::test]
+    async fn a_second_expiry_without_progress_is_a_failure() {
+        let health = WatchHealth::new();
+        let reporter = health.register("Wukong");
+        let watch = || {
+            let events: Vec<watcher::Result<watcher::Event<String>>> = vec![
+                Err(watcher::Error::WatchError(status(410))),
+                Ok(watcher::Event::Init),
+                Err(watcher::Error::WatchError(status(410))),
+                Ok(watcher::Event::Init),
+                Ok(watcher::Event::InitDone),
+            ];
+            futures::stream::iter(events).chain(futures::stream::pending()).boxed()
+        };
+        let mut events = reconnecting(watch, reporter).boxed();
+        let now = std::time::Instant::now;
+        assert!(matches!(events.next().await, Some(Ok(watcher::Event::Init))));
+        assert!(health.failing_longer_than(Duration::ZERO, now() + Duration::from_secs(1)).is_empty(), "one expiry is no failure");
+        assert!(matches!(events.next().await, Some(Ok(watcher::Event::Init))));
+        let failing = health.failing_longer_than(Duration::ZERO, now() + Duration::from_secs(1));
+        assert_eq!(failing.len(), 1, "a second expiry before any object is: {failing:?}");
+        assert!(matches!(events.next().await, Some(Ok(watcher::Event::InitDone))));
     }
 }
