@@ -2,7 +2,7 @@
 //!
 //! In: the suite's [`Env`], the controller's [`Health`], and `WUKONG_E2E_RESTART_COMMAND`, a shell command that
 //! kills the API server, keeps it down, starts it again and returns once it is ready (e.g.
-//! `/work/shared/realk8s/restart-apiserver.sh 15`); without it the phase prints one "skipped" line. Out: proof
+//! `/work/shared/realk8s/restart-apiserver.sh 15`); without it the suite prints [`skipped`] instead. Out: proof
 //! that Wukongs created just before the kill (a burst caught mid-reconcile), Wukongs created right after the API
 //! server is back, and Wukongs deleted right after, all converge within [`RESUME`] of "ready again"; that
 //! `/readyz` said not ready while the watches failed and ready again after; and the measured time from "ready
@@ -30,12 +30,18 @@ const NEW: [&str; 3] = ["restart-new-0", "restart-new-1", "restart-new-2"];
 
 const EMPTY_VM_YAML: &str = include_str!("../../examples/empty-vm.yaml");
 
-/// The phase; `Ok` with a "skipped" line when no restart command is set.
-pub async fn phase_restart(env: &Env, health: &Health) -> E2e {
-    let Some(command) = std::env::var(RESTART_VAR).ok().filter(|command| !command.trim().is_empty()) else {
-        println!("e2e:   skipped (set {RESTART_VAR} to a command that restarts the API server, e.g. restart-apiserver.sh 15)");
-        return Ok(());
-    };
+/// The restart command, when [`RESTART_VAR`] sets one.
+pub fn command() -> Option<String> {
+    std::env::var(RESTART_VAR).ok().filter(|command| !command.trim().is_empty())
+}
+
+/// The line printed instead of the phase when no restart command is set.
+pub fn skipped() -> String {
+    format!("e2e: api-server-restart: skipped (set {RESTART_VAR} to a command that restarts the API server, e.g. restart-apiserver.sh 15)")
+}
+
+/// The phase, restarting the API server with `command`.
+pub async fn phase_restart(env: &Env, health: &Health, command: &str) -> E2e {
     for name in OLD {
         create(env, name).await?;
     }
@@ -44,7 +50,7 @@ pub async fn phase_restart(env: &Env, health: &Health) -> E2e {
         create(env, name).await?;
     }
     println!("e2e:   created {} Wukongs; restarting the API server: {command}", BURST.len());
-    let failing = restart(&command, health).await?;
+    let failing = restart(command, health).await?;
     let ready_at = Instant::now();
     println!("e2e:   watches reported failing during the outage: {}", failing.iter().cloned().collect::<Vec<_>>().join(", "));
     if !failing.contains("Wukong") {
