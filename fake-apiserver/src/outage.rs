@@ -35,7 +35,8 @@ impl FakeApi {
         self.down.send_replace(false);
     }
 
-    /// Goes down, stays down for `down_for`, and comes back.
+    /// Goes down, stays down for `down_for`, and comes back. Give it a few milliseconds at least: [`crate::serve`]
+    /// closes its connections and listener when it sees the fake down, and may miss a shorter outage.
     pub async fn restart(&self, down_for: Duration) {
         self.go_down();
         tokio::time::sleep(down_for).await;
