@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator against the cluster of KUBECONFIG, ~/.kube/config or the pod.
-    Run(crate::controller::RunOptions),
+    Run(crate::operate::RunOptions),
     /// Print the Wukong CustomResourceDefinition as YAML.
     Crd,
     /// Print, offline, the exact children the operator would create, as YAML.

@@ -8,7 +8,7 @@ use wukong::cli::{Cli, Command, run_offline};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(options) => wukong::controller::main(options),
+        Command::Run(options) => wukong::operate::main(options),
         command => run_offline(&command),
     }
 }

@@ -291,6 +291,9 @@ fn assert_probes_and_args(container: &Value, origin: &str) {
     assert!(args.iter().any(|arg| arg == "--leader-elect"), "{origin}: args {args:?}");
     assert!(args.iter().any(|arg| arg.starts_with("--metrics-addr=0.0.0.0:")), "{origin}: args {args:?}");
     assert!(args.iter().any(|arg| arg == "--log-format=json" || arg == "--log-format=X"), "{origin}: args {args:?}");
+    for flag in ["--readiness-grace-seconds=", "--liveness-grace-seconds="] {
+        assert!(args.iter().any(|arg| arg.starts_with(flag)), "{origin}: {flag} in args {args:?}");
+    }
     for variable in ["POD_NAME", "POD_NAMESPACE"] {
         let env = container["env"].as_array().and_then(|env| env.iter().find(|item| item["name"] == variable));
         let field = env.map(|env| &env["valueFrom"]["fieldRef"]["fieldPath"]);
@@ -383,6 +386,15 @@ fn chart_is_hardened_probed_and_leader_elected_by_default() {
     assert_eq!(values["metrics"]["port"], 8080);
     assert_eq!(values["logFormat"], "json");
     assert_eq!(values["rbac"]["create"], true);
+    let config_args =
+        strings(&manifest("config/manager/deployment.yaml", "Deployment")["spec"]["template"]["spec"]["containers"][0], "args", "config");
+    for (key, flag) in [("readinessGraceSeconds", "--readiness-grace-seconds"), ("livenessGraceSeconds", "--liveness-grace-seconds")] {
+        let value = values["health"][key].as_u64().map(|seconds| format!("{flag}={seconds}"));
+        assert!(
+            value.as_ref().is_some_and(|value| config_args.contains(value)),
+            "values.health.{key} {value:?} equals config/manager's {config_args:?}"
+        );
+    }
 
     // The chart's defaults are the manifests' settings.
     let config = manifest("config/manager/deployment.yaml", "Deployment");

@@ -11,10 +11,16 @@
 //! One test runs the named phases in order, each with bounded waits that say
 //! what they waited for and what they saw last. The namespaces it creates and
 //! the PersistentVolumes it makes are removed at the end, also after a failure.
+//! The last phase restarts the API server when `WUKONG_E2E_RESTART_COMMAND`
+//! says how (see [`restart`]), and is skipped with one line otherwise.
+
+#[path = "e2e/restart.rs"]
+mod restart;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +34,9 @@ use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
 use wukong::api::{Condition, Phase, WukongStatus};
 use wukong::children::meta::{APP_NAME, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
-use wukong::controller::RunOptions;
+use wukong::controller::metrics::Metrics;
+use wukong::operate::RunOptions;
+use wukong::operate::http::Health;
 use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
@@ -132,12 +140,14 @@ async fn run_suite(path: &Path) -> E2e<usize> {
     let options = run_options()?;
     println!("e2e: setup: starting the controller in-process ({options:?})");
     let client = env.client.clone();
+    let health = Arc::new(options.health(Metrics::new().context("failed to set up the controller's metrics")?));
+    let controller_health = health.clone();
     let controller = tokio::spawn(async move {
         let _stopped = MarkStopped;
-        wukong::controller::run(client, options).await;
+        wukong::controller::run_until(client, options.settings(), controller_health, futures::future::pending()).await;
     });
 
-    let outcome = AssertUnwindSafe(run_phases(&env)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(run_phases(&env, &health)).catch_unwind().await;
 
     let stopped_early = controller.is_finished();
     controller.abort();
@@ -659,7 +669,7 @@ async fn apply_crd(api: &Api<CustomResourceDefinition>, crd: Value, force: bool)
 }
 
 /// Creates the run's namespaces, then runs the phases in order.
-async fn run_phases(env: &Env) -> E2e<usize> {
+async fn run_phases(env: &Env, health: &Health) -> E2e<usize> {
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
     for name in [&env.namespace, &env.other] {
         let namespace = Namespace {
@@ -682,6 +692,10 @@ async fn run_phases(env: &Env) -> E2e<usize> {
     run_phase(&mut passed, "refusal-and-recovery", phase_refusal(env)).await?;
     run_phase(&mut passed, "cross-namespace", phase_cross_namespace(env)).await?;
     run_phase(&mut passed, "deletion", phase_deletion(env)).await?;
+    match restart::command() {
+        Some(command) => run_phase(&mut passed, "api-server-restart", restart::phase_restart(env, health, &command)).await?,
+        None => println!("{}", restart::skipped()),
+    }
     Ok(passed)
 }
 

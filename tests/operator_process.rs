@@ -8,15 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+#[path = "support/operator.rs"]
+mod operator;
 
-use fake_apiserver::{FakeApi, kubeconfig, serve};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use operator::{Scenario, http_get};
 use wukong::controller::wukong_resource;
 
 const WUKONG: (&str, &str) = ("vm.novasphere.dev/v1alpha1", "wukongs");
@@ -24,75 +20,8 @@ const VM: (&str, &str) = ("kubevirt.io/v1", "virtualmachines");
 const CLAIMS: (&str, &str) = ("v1", "persistentvolumeclaims");
 const CHILD_CLAIMS: [&str; 2] = ["empty-vm-data1", "empty-vm-data2"];
 
-/// The fake, served over HTTP, and the operator process using it.
-struct Scenario {
-    fake: FakeApi,
-    operator: tokio::process::Child,
-    metrics: SocketAddr,
-    log: PathBuf,
-    kubeconfig: PathBuf,
-}
-
+/// The steps of these tests.
 impl Scenario {
-    /// Serves a fake with namespace `default` and starts `wukong run --metrics-addr ... --concurrency 4 <extra>`.
-    async fn start(name: &str, extra: &[&str]) -> Scenario {
-        let fake = FakeApi::new();
-        fake.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(serve(fake.clone(), listener));
-
-        let prefix = std::env::temp_dir().join(format!("wukong-{name}-{}", std::process::id()));
-        let kubeconfig_path = prefix.with_extension("kubeconfig");
-        std::fs::write(&kubeconfig_path, kubeconfig(&url)).unwrap();
-        let log = prefix.with_extension("log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let metrics = free_address();
-        let operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_wukong"))
-            .args(["run", "--metrics-addr", &metrics.to_string(), "--concurrency", "4"])
-            .args(extra)
-            .env("KUBECONFIG", &kubeconfig_path)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("POD_NAME")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Scenario { fake, operator, metrics, log, kubeconfig: kubeconfig_path }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls `check` every 50 ms until it answers `Some` or `seconds` pass (then fails with the operator's log).
-    async fn wait<T>(&self, what: &str, seconds: u64, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            if Instant::now() > deadline {
-                let requests: Vec<String> =
-                    self.fake.requests().iter().map(|request| format!("{} {} {:?}", request.verb, request.path, request.query)).collect();
-                panic!(
-                    "timed out waiting until {what}; the operator's log:\n{}\nthe requests the fake received:\n{}",
-                    self.log(),
-                    requests.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn get(&self, (api_version, plural): (&str, &str), name: &str) -> Option<Value> {
-        self.fake.get(api_version, plural, Some("default"), name)
-    }
-
     /// Creates the Wukong of `examples/empty-vm.yaml` and waits for its children, status and finalizer.
     async fn converge_empty_vm(&self) {
         let wukong: DynamicObject = wukong::yaml::from_str(include_str!("../examples/empty-vm.yaml")).unwrap();
@@ -130,40 +59,6 @@ impl Scenario {
         })
         .await;
     }
-
-    /// Stops the operator and prints the warnings and errors of its log.
-    async fn stop(mut self) -> Vec<String> {
-        self.operator.kill().await.unwrap();
-        let log = self.log();
-        let problems: Vec<String> =
-            log.lines().filter(|line| line.contains(" WARN ") || line.contains(" ERROR ")).map(str::to_owned).collect();
-        for line in &problems {
-            eprintln!("operator: {line}");
-        }
-        remove(&self.log);
-        remove(&self.kubeconfig);
-        problems
-    }
-}
-
-fn remove(path: &Path) {
-    let _ = std::fs::remove_file(path);
-}
-
-/// A loopback address with a port free a moment ago.
-fn free_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// `GET path` over plain HTTP/1.0; the status code and body, or `None` when nothing listens yet.
-async fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
 }
 
 #[tokio::test]

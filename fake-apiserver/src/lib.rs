@@ -2,7 +2,8 @@
 //!
 //! In: objects seeded with [`FakeApi::insert`]; requests from the [`kube::Client`] returned by [`FakeApi::client`]
 //! (in process) or from any client over HTTP/1.1 once [`serve`] runs (with a kubeconfig from [`kubeconfig`]); faults
-//! queued with [`FakeApi::fail_next`].
+//! queued with [`FakeApi::fail_next`]; outages with [`FakeApi::go_down`], [`FakeApi::come_back`] and
+//! [`FakeApi::restart`].
 //! Out: API-server-like responses (stored objects, lists, watch streams, `Status` errors), the stored state
 //! ([`FakeApi::get`], [`FakeApi::list`] and their typed variants) and a log of every request ([`FakeApi::requests`]).
 //!
@@ -15,6 +16,7 @@
 //! namespace, and server-side apply field ownership (an apply is a deep merge: fields a manager stops applying stay,
 //! no managedFields, no conflicts between managers). Any plural under any group is served: no CRD is needed.
 
+mod outage;
 mod patch;
 mod request;
 mod server;
@@ -48,9 +50,18 @@ pub struct Request {
 }
 
 /// An in-memory API server; clones share the same state.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FakeApi {
     state: Arc<Mutex<State>>,
+    /// Whether the fake is down (see [`FakeApi::go_down`]); the HTTP server watches it to close its listener and
+    /// connections.
+    down: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for FakeApi {
+    fn default() -> Self {
+        FakeApi { state: Arc::default(), down: Arc::new(tokio::sync::watch::Sender::new(false)) }
+    }
 }
 
 impl FakeApi {

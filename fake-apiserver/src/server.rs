@@ -3,7 +3,8 @@
 //! In: HTTP requests (a `kube::Client`'s, or any HTTP client's on the listener given to [`serve`]). Out: responses
 //! with JSON bodies, or streamed JSON lines for watches, and a kubeconfig ([`kubeconfig`]) pointing a client at the
 //! server. Besides the resource paths, `/version`, `/api`, `/apis`, `/healthz`, `/livez` and `/readyz` answer (not
-//! logged as requests).
+//! logged as requests). While the fake is down ([`FakeApi::go_down`]) in-process requests answer 503 and [`serve`]
+//! refuses connections.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -59,6 +60,10 @@ impl Body for ResponseBody {
 impl FakeApi {
     /// Answers one request whose body has been read.
     fn respond(&self, parts: &http::request::Parts, body: &[u8]) -> http::Response<ResponseBody> {
+        if self.is_down() {
+            let failure = Failure::new(503, "ServiceUnavailable", "the fake API server is down (FakeApi::go_down)");
+            return json_response(failure.code, &failure.into_status());
+        }
         if let Some(answer) = self.answer_discovery(parts) {
             return json_response(200, &answer);
         }
@@ -74,6 +79,12 @@ impl FakeApi {
             content_type,
         };
         let mut state = self.lock();
+        // Checked again under the lock, which `go_down` holds while ending the watches: no watch opens after that.
+        if self.is_down() {
+            drop(state);
+            let failure = Failure::new(503, "ServiceUnavailable", "the fake API server is down (FakeApi::go_down)");
+            return json_response(failure.code, &failure.into_status());
+        }
         state.requests.push(request.clone());
         let reply = match state.faults.iter().position(|fault| (fault.matcher)(&request)) {
             Some(index) => {
@@ -168,32 +179,97 @@ impl tower::Service<http::Request<kube::client::Body>> for FakeService {
 
 /// Serves `api` over HTTP/1.1 on `listener` (bind it to loopback, e.g. `127.0.0.1:0`) until the returned future is
 /// dropped or its task aborted. Each connection runs on its own task; watch responses stream with chunked encoding.
-/// Needs a Tokio runtime with IO and time enabled.
+/// While `api` is down ([`FakeApi::go_down`]) every connection is closed and the listening socket too (connections
+/// are refused); when it comes back, the same address is bound again. Needs a Tokio runtime with IO and time enabled.
 pub async fn serve(api: FakeApi, listener: TcpListener) {
+    let address = listener.local_addr().ok();
+    let mut outages = api.outages();
+    let mut listener = Some(listener);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Accept fails on transient conditions (e.g. too many open files): wait a little and go on.
-                tracing::warn!(%error, "fake-apiserver: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(current) = listener.as_ref() else {
+            if !until(&mut outages, false).await {
+                return;
+            }
+            // `address` is known here: the listener is only dropped when it is.
+            listener = match address {
+                Some(address) => Some(rebind(address).await),
+                None => return,
+            };
+            continue;
+        };
+        let stream = tokio::select! {
+            accepted = current.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Accept fails on transient conditions (e.g. too many open files): wait a little and go on.
+                    tracing::warn!(%error, "fake-apiserver: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            down = until(&mut outages, true) => {
+                if !down {
+                    return;
+                }
+                if address.is_some() {
+                    listener = None;
+                } else if !until(&mut outages, false).await {
+                    // Without a known address the socket could not be bound again: it stays open, accepting nothing.
+                    return;
+                }
                 continue;
             }
         };
+        tokio::spawn(serve_connection(api.clone(), stream));
+    }
+}
+
+/// Serves one connection until it ends or the fake goes down.
+async fn serve_connection(api: FakeApi, stream: tokio::net::TcpStream) {
+    let mut outages = api.outages();
+    let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let api = api.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let api = api.clone();
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let body = body.collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
-                    Ok::<_, Infallible>(api.respond(&parts, &body))
-                }
-            });
-            if let Err(error) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
+            Ok::<_, Infallible>(api.respond(&parts, &body))
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let outage = async move {
+        if !until(&mut outages, true).await {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = connection => {
+            if let Err(error) = result {
                 tracing::debug!(%error, "fake-apiserver: connection ended");
             }
-        });
+        }
+        () = outage => tracing::debug!("fake-apiserver: connection closed by an outage"),
+    }
+}
+
+/// Waits until the fake's down switch is `down`; false when the switch is gone (the fake dropped).
+async fn until(outages: &mut tokio::sync::watch::Receiver<bool>, down: bool) -> bool {
+    outages.wait_for(|value| *value == down).await.is_ok()
+}
+
+/// Binds `address` again after an outage, retrying while the port is not free yet.
+async fn rebind(address: std::net::SocketAddr) -> TcpListener {
+    let mut warned = false;
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return listener,
+            Err(error) => {
+                if !warned {
+                    tracing::warn!(%error, %address, "fake-apiserver: failed to listen again after an outage; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

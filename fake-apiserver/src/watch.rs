@@ -6,7 +6,8 @@
 //! remembered events after the starting version (or synthetic ADDED events for the current objects when it is absent
 //! or `0`), then live events, until the timeout. An object that stops matching a label selector yields DELETED, one
 //! that starts matching yields ADDED. A start older than the bounded history answers one `ERROR` event carrying a
-//! `410 Expired` Status and ends, so kube's watcher relists.
+//! `410 Expired` Status and ends, so kube's watcher relists. [`Watches::restart`] ends every open watch and forgets
+//! the history, as a restarted API server's empty watch cache does.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -83,11 +84,13 @@ struct Channel {
 pub(crate) struct Watches {
     channels: BTreeMap<Resource, Channel>,
     limit: usize,
+    /// The version of the last restart: a watch of any resource must start at or after it.
+    restarted: u64,
 }
 
 impl Default for Watches {
     fn default() -> Self {
-        Watches { channels: BTreeMap::new(), limit: DEFAULT_WATCH_HISTORY }
+        Watches { channels: BTreeMap::new(), limit: DEFAULT_WATCH_HISTORY, restarted: 0 }
     }
 }
 
@@ -105,6 +108,24 @@ impl Watches {
         self.limit = limit;
         for channel in self.channels.values_mut() {
             channel.trim(limit);
+        }
+    }
+
+    /// Ends every open watch, as a dying API server's connections do.
+    pub fn end_all(&mut self) {
+        for channel in self.channels.values_mut() {
+            channel.watchers.clear();
+        }
+    }
+
+    /// Ends every open watch and forgets every remembered event, as a restarted API server whose watch cache starts
+    /// at the current `version`: a watch from an older version gets `410 Expired`.
+    pub fn restart(&mut self, version: u64) {
+        self.restarted = version;
+        for channel in self.channels.values_mut() {
+            channel.watchers.clear();
+            channel.history.clear();
+            channel.forgotten = channel.forgotten.max(version);
         }
     }
 
@@ -135,8 +156,8 @@ impl Watches {
                     pending.push_back(line("BOOKMARK", &marker));
                 }
             }
-            Start::After(version) if version < channel.forgotten => {
-                let message = format!("too old resource version: {version} ({})", channel.forgotten);
+            Start::After(version) if version < channel.forgotten.max(self.restarted) => {
+                let message = format!("too old resource version: {version} ({})", channel.forgotten.max(self.restarted));
                 let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                     "message": message, "reason": "Expired", "code": 410});
                 pending.push_back(line("ERROR", &status));

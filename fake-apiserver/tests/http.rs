@@ -1,5 +1,6 @@
 //! The fake over real HTTP on loopback: a `kube::Client` built from the generated kubeconfig creates, lists, applies,
-//! watches (raw and through a reflector) and reads `/version`, exactly as it would against a cluster.
+//! watches (raw and through a reflector) and reads `/version`, exactly as it would against a cluster; and lives
+//! through an outage of the fake (connections refused, then an expired watch and a relist).
 
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
@@ -101,4 +102,38 @@ async fn a_reflector_over_http_converges() {
         assert!(Instant::now() < deadline, "the reflector did not converge: {cached:?} against {stored:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn an_outage_refuses_connections_and_the_fake_comes_back_on_the_same_address() {
+    let (fake, client) = start().await;
+    let config_maps: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    config_maps.create(&PostParams::default(), &config_map("seeded", "1")).await.unwrap();
+    let version = config_maps.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let mut open = config_maps.watch(&WatchParams::default(), &version).await.unwrap().boxed();
+
+    fake.go_down();
+    let ended = tokio::time::timeout(Duration::from_secs(5), open.next()).await.expect("the open watch ends when the fake goes down");
+    assert!(ended.is_none(), "the open watch ends, got {ended:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        // A request already on its way may meet the closing connection; the next ones are refused.
+        match config_maps.list(&ListParams::default()).await {
+            Err(kube::Error::Api(status)) => panic!("a down fake does not answer over HTTP, got {status:?}"),
+            Ok(list) => panic!("a down fake does not answer over HTTP, got {} objects", list.items.len()),
+            Err(error) if format!("{error:?}").contains("Connect") => break error,
+            Err(error) => assert!(Instant::now() < deadline, "no connection refused within 5 s, last {error:?}"),
+        }
+    };
+    assert!(refused.to_string().contains("client error (Connect)"), "{refused}");
+
+    fake.come_back();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Err(error) = config_maps.get("seeded").await {
+        assert!(Instant::now() < deadline, "the fake does not answer again on its address: {error}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut expired = config_maps.watch(&WatchParams::default(), &version).await.unwrap().boxed();
+    let event = tokio::time::timeout(Duration::from_secs(5), expired.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(&event, WatchEvent::Error(status) if status.code == 410 && status.reason == "Expired"), "{event:?}");
 }

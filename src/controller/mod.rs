@@ -1,9 +1,14 @@
-//! The operator behind `wukong run`: watches Wukongs in every namespace and
+//! The operator's controller: watches Wukongs in every namespace and
 //! converges their children.
 //!
-//! In: a client and [`RunOptions`]. Out: a running kube-runtime `Controller`
-//! whose reconcile is the thin driver in [`reconcile`], fed by one shared
-//! watch cache per kind (no list calls while reconciling).
+//! In: a client, [`Settings`] and the shared [`health::Health`]. Out: a
+//! running kube-runtime `Controller` whose reconcile is the thin driver in
+//! [`reconcile`], fed by one shared watch cache per kind (the Wukongs, VMIs,
+//! StorageClasses and every registered child kind; no list calls while
+//! reconciling), made by [`watches::reflect`]: the watches reconnect promptly
+//! after an API server restart and report their health to
+//! [`watch_health::WatchHealth`]. The process around it (options, logging,
+//! endpoints, leader election) is `operate`'s.
 
 pub mod apply;
 pub mod by_kind;
@@ -11,124 +16,55 @@ pub mod checks;
 pub mod cleanup;
 pub mod context;
 pub mod diff;
+pub mod health;
 pub mod metrics;
 pub mod observe;
 pub mod ownership;
 pub mod permissions;
 pub mod reconcile;
+pub mod reconnect;
 pub mod report;
 pub mod resolve;
 pub mod status;
+pub mod watch_health;
+pub mod watches;
 
-use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use tracing::{Instrument, error, info, warn};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tracing::{Instrument, info, warn};
 use wukong_models::datavolume::DataVolume;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use self::by_kind::ByKind;
 use self::context::{Context, Stores, system_clock};
+use self::health::Health;
+use self::reconnect::ReconnectBackoff;
+use self::watch_health::WatchHealth;
+use self::watches::reflect;
 use crate::api::GuardedWukong;
 use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
 use crate::children::{ChildKind, EachKind, for_each_kind};
 
-/// Options of `wukong run`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunOptions {
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
     /// How many Wukongs are reconciled at the same time.
-    #[arg(long, default_value_t = 16, env = "WUKONG_CONCURRENCY")]
     pub concurrency: u16,
-    /// Log format: `text` or `json`. The level comes from RUST_LOG (default info).
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
-    /// Reconcile only while holding the leader Lease, so several replicas can run.
-    #[arg(long)]
-    pub leader_elect: bool,
-    /// Namespace of the leader Lease; the pod's namespace (POD_NAMESPACE) by default.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub leader_elect_namespace: String,
-    /// Address of the /healthz, /readyz and /metrics endpoints.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    pub metrics_addr: std::net::SocketAddr,
-    /// Milliseconds to gather the watch events of one Wukong (its children
-    /// settling) into one reconcile, so a burst of changes costs one status write.
-    #[arg(long, default_value_t = 250, env = "WUKONG_DEBOUNCE_MS")]
-    pub debounce_ms: u64,
+    /// How long the watch events of one Wukong are gathered into one reconcile.
+    pub debounce: Duration,
 }
 
 /// The API resource of the Wukong kind, for the dynamic API (tests, the bench).
 pub fn wukong_resource() -> kube::api::ApiResource {
     kube::api::ApiResource::erase::<crate::api::Wukong>(&())
-}
-
-/// Runs the operator until SIGTERM or Ctrl-C.
-pub fn main(options: RunOptions) -> ExitCode {
-    init_logging(&options.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            error!(%error, "failed to start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        match crate::operate::operate(options).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                error!(%error, "the operator stopped");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if format == "json" { builder.json().try_init() } else { builder.try_init() };
-    if let Err(error) = result {
-        eprintln!("failed to initialise logging: {error}");
-    }
-}
-
-/// A reflector over every object of a kind, as a stream of touched objects
-/// plus the reader of its cache; `sync` learns when the cache is filled.
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    sync: &CacheSync,
-    trim: fn(&mut K),
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let events = watcher(api, config.any_semantic()).modify(move |object: &mut K| {
-        trim_metadata(object);
-        trim(object);
-    });
-    let stream = reflector::reflector(writer, events).inspect(sync.tracker()).default_backoff().touched_objects();
-    (reader, stream)
-}
-
-/// Drops from a cached object what the operator never reads and what often
-/// doubles its size: managedFields and kubectl's last-applied-configuration.
-fn trim_metadata<K: Resource>(object: &mut K) {
-    object.managed_fields_mut().clear();
-    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
 }
 
 /// Keeps nothing extra.
@@ -140,76 +76,20 @@ fn trim_instance(instance: &mut VirtualMachineInstance) {
     instance.spec = Default::default();
 }
 
-/// Whether every watch cache has finished its first list: each reflector
-/// stream with a [`CacheSync::tracker`] counts its cache when it yields its
-/// first `InitDone` (the store has applied it by then). Every tracker must be
-/// made before any stream is polled.
-///
-/// Reconciles and `/readyz` wait on this rather than on
-/// `Store::wait_until_ready`: kube's store readiness (a `DelayedInit` over a
-/// oneshot channel) keeps one waker, so of several tasks waiting on one store
-/// at the same time only the last is woken. The readiness task then never
-/// saw the Wukong store ready (the Controller waits on it too), leaving
-/// `/readyz` at 503, and reconciles started before every cache was ready
-/// could stay parked for good.
-#[derive(Clone)]
-struct CacheSync {
-    pending: Arc<std::sync::atomic::AtomicUsize>,
-    ready: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl CacheSync {
-    /// Waits for no cache yet.
-    fn new() -> CacheSync {
-        let (ready, _) = tokio::sync::watch::channel(false);
-        CacheSync { pending: Arc::default(), ready: Arc::new(ready) }
-    }
-
-    /// The hook for one more reflector stream: its first `InitDone` counts its cache.
-    fn tracker<K>(&self) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + Send + 'static {
-        self.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let sync = self.clone();
-        let mut counted = false;
-        move |event| {
-            if !counted && matches!(event, Ok(watcher::Event::InitDone)) {
-                counted = true;
-                if sync.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-                    sync.ready.send_replace(true);
-                }
-            }
-        }
-    }
-
-    /// Resolves once every cache is filled.
-    async fn wait(&self) {
-        let mut ready = self.ready.subscribe();
-        // The sender lives in `self`, so the channel cannot close while waiting.
-        let _ = ready.wait_for(|ready| *ready).await;
-    }
-}
-
-/// Runs the controller with `client` until SIGTERM or Ctrl-C.
-pub async fn run(client: Client, options: RunOptions) {
-    let health = Arc::new(crate::operate::http::Health::new(metrics::Metrics::new().unwrap_or_else(|error| {
-        // Registering fresh metrics in a fresh registry cannot collide.
-        unreachable!("{error}")
-    })));
-    run_until(client, options, health, futures::future::pending()).await;
-}
-
 /// Runs the controller until a shutdown signal or until `stop` resolves,
 /// reporting readiness and metrics through `health`.
 pub async fn run_until(
     client: Client,
-    options: RunOptions,
-    health: Arc<crate::operate::http::Health>,
+    settings: Settings,
+    health: Arc<Health>,
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let sync = CacheSync::new();
-    let (wukongs, wukong_stream) = reflect::<GuardedWukong>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
-    let (instances, instance_stream) =
-        reflect::<VirtualMachineInstance>(Api::all(client.clone()), watcher::Config::default(), &sync, trim_instance);
-    let (storage_classes, class_stream) = reflect::<StorageClass>(Api::all(client.clone()), watcher::Config::default(), &sync, keep_all);
+    // Every watch registers with `health.watches` before any stream is polled (see watches.rs).
+    let sync = health.watches.clone();
+    let all = watcher::Config::default;
+    let (wukongs, wukong_stream) = reflect::<GuardedWukong>(&client, (), all(), keep_all, &sync);
+    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(&client, (), all(), trim_instance, &sync);
+    let (storage_classes, class_stream) = reflect::<StorageClass>(&client, (), all(), keep_all, &sync);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
 
     let children_stores = Arc::new(OnceLock::new());
@@ -217,7 +97,7 @@ pub async fn run_until(
         .watches_stream(instance_stream, |instance: VirtualMachineInstance| instance_owner(&instance));
     let mut watches = ChildWatches {
         client: client.clone(),
-        sync: &sync,
+        health: &sync,
         wukongs: wukongs.clone(),
         all: children_stores.clone(),
         stores: ByKind::default(),
@@ -240,16 +120,16 @@ pub async fn run_until(
 
     let _ = health.wukongs.set(wukongs.clone());
     let ready_sync = sync.clone();
-    let ready_health = health.clone();
     tokio::spawn(async move {
-        ready_sync.wait().await;
-        ready_health.caches_ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        ready_sync.wait_synced().await;
         info!("watch caches synced");
     });
     let metrics = health.metrics.clone();
-    info!(concurrency = options.concurrency, "starting the Wukong controller");
+    info!(concurrency = settings.concurrency, "starting the Wukong controller");
     controller
-        .with_config(ControllerConfig::default().concurrency(options.concurrency).debounce(Duration::from_millis(options.debounce_ms)))
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency).debounce(settings.debounce))
+        // The trigger streams never yield errors (reconnect.rs); should one, the pause of every trigger stays short.
+        .trigger_backoff(ReconnectBackoff::default())
         .shutdown_on_signal()
         .graceful_shutdown_on(stop)
         .run(
@@ -285,7 +165,7 @@ pub async fn run_until(
 /// reconciles the Wukongs an object belongs to or is referenced by.
 struct ChildWatches<'a> {
     client: Client,
-    sync: &'a CacheSync,
+    health: &'a WatchHealth,
     wukongs: Store<GuardedWukong>,
     /// Every kind's cache, for the mappers (filled once every kind is registered).
     all: Arc<OnceLock<ByKind>>,
@@ -299,7 +179,7 @@ impl EachKind for ChildWatches<'_> {
         if let Some(selector) = K::cache_selector() {
             config = config.labels(&selector);
         }
-        let (store, stream) = reflect::<K>(Api::all(self.client.clone()), config, self.sync, K::trim);
+        let (store, stream) = reflect::<K>(&self.client, (), config, K::trim, self.health);
         self.stores.insert(store);
         let (wukongs, all) = (self.wukongs.clone(), self.all.clone());
         self.controller = self
@@ -363,8 +243,8 @@ fn reconcile_span(object: &GuardedWukong) -> tracing::Span {
 
 /// Runs a reconcile once every cache has synced, and keeps the failure count
 /// that [`error_policy`] backs off with.
-async fn reconcile_tracked(object: Arc<GuardedWukong>, context: Arc<Context>, sync: &CacheSync) -> Result<Action, reconcile::Error> {
-    sync.wait().await;
+async fn reconcile_tracked(object: Arc<GuardedWukong>, context: Arc<Context>, sync: &WatchHealth) -> Result<Action, reconcile::Error> {
+    sync.wait_synced().await;
     let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
     let result = reconcile::reconcile(object, context.clone()).await;
     if result.is_ok()

@@ -1,57 +1,47 @@
 //! The operator's HTTP endpoints on `--metrics-addr`.
 //!
-//! In: the shared [`Health`]. Out: `/healthz` (the process serves requests),
-//! `/readyz` (the watch caches have synced, or this replica is a standby
-//! waiting for the lease) and `/metrics` (Prometheus text format).
+//! In: the shared [`Health`] (`controller::health`). Out: `/readyz`,
+//! `/healthz` and `/metrics` (Prometheus text format).
+//!
+//! `/readyz` answers 200 when this replica is a standby waiting for the
+//! lease, or when every watch cache has synced and no watch has been failing
+//! for longer than the readiness grace (`--readiness-grace-seconds`, 5 s);
+//! otherwise 503, naming the unsynced or failing watches. `/healthz` (the
+//! liveness probe) answers 503 only when a watch has been failing without a
+//! break for longer than the liveness grace (`--liveness-grace-seconds`, 300
+//! s): an operator that cannot recover by itself is restarted, a short API
+//! server outage restarts nothing.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kube::runtime::reflector::Store;
 
-use crate::controller::metrics::Metrics;
-
-/// What the endpoints report.
-pub struct Health {
-    /// Every watch cache has finished its first list.
-    pub caches_ready: AtomicBool,
-    /// This replica waits for the leader lease and reconciles nothing.
-    pub standby: AtomicBool,
-    /// The metrics registry.
-    pub metrics: Metrics,
-    /// The Wukong cache, once the controller runs (for `wukong_wukongs{phase}`).
-    pub wukongs: OnceLock<Store<crate::api::GuardedWukong>>,
-}
-
-impl Health {
-    /// Fresh state: not ready, not standby.
-    pub fn new(metrics: Metrics) -> Health {
-        Health { caches_ready: AtomicBool::new(false), standby: AtomicBool::new(false), metrics, wukongs: OnceLock::new() }
-    }
-
-    /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
-        self.caches_ready.load(Ordering::Relaxed) || self.standby.load(Ordering::Relaxed)
-    }
-}
+pub use crate::controller::health::Health;
 
 /// The router of the endpoints.
 pub fn router(health: Arc<Health>) -> Router {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(health)
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    answer(health.liveness(Instant::now()))
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    if health.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "watch caches are not synced yet") }
+    answer(health.readiness(Instant::now()))
+}
+
+fn answer(verdict: Result<(), String>) -> (StatusCode, String) {
+    match verdict {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
@@ -90,6 +80,7 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Arc<Health>) -> Re
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
 
     use super::{Health, bind, serve};
     use crate::controller::metrics::Metrics;
@@ -109,15 +100,48 @@ mod tests {
     async fn endpoints_answer_on_loopback() {
         let listener = bind("127.0.0.1:0".parse().expect("address")).await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let health = Arc::new(Health::new(Metrics::new().expect("metrics")));
+        let health = Arc::new(Health::new(Metrics::new().expect("metrics")).with_grace(Duration::ZERO, Duration::from_secs(300)));
         let server = tokio::spawn(serve(listener, health.clone()));
         assert_eq!(fetch(address, "/healthz").await.0, 200);
         assert_eq!(fetch(address, "/readyz").await.0, 503, "not ready before the caches sync");
-        health.caches_ready.store(true, Ordering::Relaxed);
+        let wukongs = health.watches.register("Wukong");
+        let (code, body) = fetch(address, "/readyz").await;
+        assert_eq!(code, 503);
+        assert!(body.ends_with("watch caches not synced yet: Wukong"), "{body}");
+        wukongs.listed();
         assert_eq!(fetch(address, "/readyz").await.0, 200);
+        wukongs.failed(&"failed to start watching object: client error (Connect)");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let (code, body) = fetch(address, "/readyz").await;
+        assert_eq!(code, 503, "a failing watch makes the operator unready after the grace");
+        assert!(body.contains("Wukong failing for 0 s: failed to start watching object: client error (Connect)"), "{body}");
+        assert_eq!(fetch(address, "/healthz").await.0, 200, "but alive");
         let (code, body) = fetch(address, "/metrics").await;
         assert_eq!(code, 200);
         assert!(body.contains("process_resident_memory_bytes"), "{body}");
         server.abort();
+    }
+
+    #[test]
+    fn a_short_outage_makes_unready_a_long_one_dead_and_a_standby_stays_ready() {
+        let health = Health::new(Metrics::new().expect("metrics"));
+        let machines = health.watches.register("VirtualMachine");
+        machines.listed();
+        assert_eq!(health.readiness(Instant::now()), Ok(()));
+        machines.failed(&"failed to start watching object: client error (Connect)");
+        let now = Instant::now();
+        assert_eq!(health.readiness(now + Duration::from_secs(2)), Ok(()), "within the readiness grace");
+        let unready = health.readiness(now + Duration::from_secs(10)).expect_err("past the readiness grace");
+        assert!(unready.starts_with("watches failing: VirtualMachine failing for 10 s: failed to start"), "{unready}");
+        assert_eq!(health.liveness(now + Duration::from_secs(10)), Ok(()), "a short outage must not restart the operator");
+        let dead = health.liveness(now + Duration::from_secs(301)).expect_err("past the liveness grace");
+        assert!(dead.contains("VirtualMachine failing for 301 s"), "{dead}");
+
+        health.standby.store(true, Ordering::Relaxed);
+        assert_eq!(health.readiness(now + Duration::from_secs(301)), Ok(()), "a standby stays ready");
+        assert_eq!(health.liveness(now + Duration::from_secs(301)), Ok(()));
+        health.standby.store(false, Ordering::Relaxed);
+        machines.succeeded();
+        assert_eq!((health.readiness(now + Duration::from_secs(301)), health.liveness(now + Duration::from_secs(301))), (Ok(()), Ok(())));
     }
 }

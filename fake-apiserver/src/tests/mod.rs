@@ -1,8 +1,9 @@
 //! Unit tests of the fake through an in-process `kube::Client`: CRUD, selectors, apply, finalizers, conflicts,
-//! garbage collection, faults, the status subresource and JSON patch; watch tests in [`watch`].
+//! garbage collection, faults, the status subresource and JSON patch; watch tests in [`watch`], outages in [`outage`].
 
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
+mod outage;
 mod watch;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};

@@ -34,20 +34,20 @@ fn versions<'a>(objects: impl Iterator<Item = &'a ConfigMap>) -> BTreeMap<String
 }
 
 /// Starts a reflector over every ConfigMap (with `config`) and returns its store.
-fn reflect(fake: &FakeApi, config: watcher::Config) -> reflector::Store<ConfigMap> {
+pub(super) fn reflect(fake: &FakeApi, config: watcher::Config) -> reflector::Store<ConfigMap> {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(Api::<ConfigMap>::all(fake.client()), config)).default_backoff();
     tokio::spawn(stream.for_each(|_| futures::future::ready(())));
     store
 }
 
-fn converged(fake: &FakeApi, store: &reflector::Store<ConfigMap>) -> bool {
+pub(super) fn converged(fake: &FakeApi, store: &reflector::Store<ConfigMap>) -> bool {
     let stored = fake.list_typed::<ConfigMap>();
     versions(stored.iter()) == versions(store.state().iter().map(|object| object.as_ref()))
 }
 
 /// The next `count` events of a watch as (type, name), failing after 5 s.
-async fn next_events(
+pub(super) async fn next_events(
     stream: &mut (impl Stream<Item = Result<WatchEvent<ConfigMap>, kube::Error>> + Unpin),
     count: usize,
 ) -> Vec<(String, String)> {
@@ -65,7 +65,7 @@ async fn next_events(
     events
 }
 
-fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
     expected.iter().map(|(kind, name)| ((*kind).to_owned(), (*name).to_owned())).collect()
 }
 

@@ -1,0 +1,153 @@
+//! One watch per kind: the cache the controller reads and the trigger stream it reacts to, which live through an
+//! API server restart.
+//!
+//! In: a client, the kind (its dynamic type: `()` for a typed kind, the `ApiResource` of a dynamic one), a watcher
+//! config, a trim function, and the shared [`WatchHealth`]. Out: from [`reflect`], the kind's reflector `Store` and a
+//! stream of the objects its events touch, for `Controller::for_stream_with`, `owns_stream_with` or
+//! `watches_stream_with`. The stream never yields an error (see [`super::reconnect`]); the watch's health (cache
+//! filled, failing since when and why) goes to the [`WatchHealth`] under the kind's name.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::info;
+
+use super::reconnect::reconnecting;
+use super::watch_health::{WatchHealth, WatchReporter};
+
+/// Watches every object of one kind (all namespaces, filtered by `config`'s selectors), caching each after
+/// [`trim_metadata`] and `trim`. Register (call this for) every kind before polling any stream, so the caches count
+/// as synced only once all are.
+pub fn reflect<K>(
+    client: &Client,
+    kind: K::DynamicType,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    health: &WatchHealth,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    let reporter = health.register(&K::kind(&kind));
+    let api: Api<K> = Api::all_with(observed(client, reporter.clone()), &kind);
+    let config = config.any_semantic();
+    let writer = Writer::new(kind);
+    let reader = writer.as_reader();
+    let watch = move || {
+        watcher(api.clone(), config.clone())
+            .modify(move |object| {
+                trim_metadata(object);
+                trim(object);
+            })
+            .boxed()
+    };
+    let listed = reporter.clone();
+    let stream = reflector::reflector(writer, reconnecting(watch, reporter))
+        .inspect(move |event| {
+            // After the reflector, so the store has applied the complete list.
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                listed.listed();
+            }
+        })
+        .touched_objects();
+    (reader, stream)
+}
+
+/// Drops from a cached object what the operator never reads and what often doubles its size: managedFields and
+/// kubectl's last-applied-configuration.
+pub fn trim_metadata<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// `client` seen by one watch: every request goes through it unchanged; `reporter` learns while one waits for its
+/// answer, and that the watch works again when one is answered (2xx). kube's watcher reports a failed request but
+/// neither a hung one nor a successful resume (a watch that reconnects and finds nothing new yields no event),
+/// hence this.
+fn observed(client: &Client, reporter: WatchReporter) -> Client {
+    let inner = client.clone();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let client = inner.clone();
+        let reporter = reporter.clone();
+        async move {
+            let waiting = reporter.sent();
+            let response = client.send(request).await;
+            drop(waiting);
+            let response = response?;
+            if response.status().is_success()
+                && let Some(failing_for) = reporter.succeeded()
+            {
+                info!(watch = reporter.name(), failing_for = ?failing_for, "the watch reaches the API server again");
+            }
+            Ok::<_, kube::Error>(response)
+        }
+    });
+    Client::new(service, client.default_namespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use fake_apiserver::FakeApi;
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher;
+    use serde_json::json;
+
+    use super::reflect;
+    use crate::controller::watch_health::WatchHealth;
+
+    fn config_map(name: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "apps",
+               "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "kept": "yes"}}})
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watch_resumes_after_a_restart_and_reports_its_health() {
+        let fake = FakeApi::new();
+        fake.insert(config_map("before"));
+        let health = WatchHealth::new();
+        let (store, stream) = reflect::<ConfigMap>(&fake.client(), (), watcher::Config::default(), |_| {}, &health);
+        let touched = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = touched.clone();
+        tokio::spawn(stream.for_each(move |object| {
+            if let Ok(object) = object {
+                seen.lock().unwrap().push(object.metadata.name.unwrap_or_default());
+            }
+            futures::future::ready(())
+        }));
+        health.wait_synced().await;
+        let cached = store.state();
+        let annotations = cached[0].metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["kept"], "the last-applied annotation is trimmed");
+
+        fake.go_down();
+        eventually("the watch reports its failure", || !health.failing_longer_than(Duration::ZERO, Instant::now()).is_empty()).await;
+        let failing = health.failing_longer_than(Duration::ZERO, Instant::now());
+        assert_eq!(failing[0].name, "ConfigMap");
+        fake.insert(config_map("while-down"));
+        fake.come_back();
+        eventually("the cache holds the object made while down", || store.state().len() == 2).await;
+        eventually("the watch is healthy again", || health.failing_longer_than(Duration::ZERO, Instant::now()).is_empty()).await;
+        assert!(touched.lock().unwrap().contains(&"while-down".to_owned()), "the relist triggers the new object");
+        assert!(health.synced());
+    }
+}
