@@ -65,6 +65,13 @@ pub struct RunOptions {
     /// settling) into one reconcile, so a burst of changes costs one status write.
     #[arg(long, default_value_t = 250, env = "WUKONG_DEBOUNCE_MS")]
     pub debounce_ms: u64,
+    /// Seconds after its creation during which a converging Wukong's
+    /// intermediate statuses are held, so it usually costs one status write (0: write every change).
+    #[arg(long, default_value_t = 20, env = "WUKONG_STATUS_SETTLE_SECONDS")]
+    pub status_settle_seconds: u64,
+    /// Seconds between writes of a changed import progress alone.
+    #[arg(long, default_value_t = 5, env = "WUKONG_PROGRESS_INTERVAL_SECONDS")]
+    pub progress_interval_seconds: u64,
 }
 
 /// The API resource of the Wukong kind, for the dynamic API (tests, the bench).
@@ -235,6 +242,11 @@ pub async fn run_until(
         recorder: Recorder::new(client.clone(), reporter),
         clock: system_clock(),
         metrics: health.metrics.clone(),
+        pacing: status::pacing::Pacing {
+            settle: Duration::from_secs(options.status_settle_seconds),
+            progress_interval: Duration::from_secs(options.progress_interval_seconds),
+        },
+        status_writes: Arc::default(),
         failures: Arc::default(),
     });
 
