@@ -193,15 +193,17 @@ async fn connect(path: &Path) -> E2e<Client> {
     Client::try_from(config).context("failed to build a client from the kubeconfig")
 }
 
-/// `RunOptions` as `wukong run --concurrency 4 --log-format text` gives them, so
-/// fields added later with defaults need no change here.
+/// `RunOptions` as `wukong run --concurrency 4 --log-format text
+/// --status-settle-seconds 2` gives them, so fields added later with defaults
+/// need no change here. The suite waits for intermediate phases (Creating while
+/// the VMI schedules): a short settle window still holds them, briefly.
 fn run_options() -> E2e<RunOptions> {
     #[derive(clap::Parser)]
     struct Wrapper {
         #[command(flatten)]
         options: RunOptions,
     }
-    Wrapper::try_parse_from(["wukong-e2e", "--concurrency", "4", "--log-format", "text"])
+    Wrapper::try_parse_from(["wukong-e2e", "--concurrency", "4", "--log-format", "text", "--status-settle-seconds", "2"])
         .map(|wrapper| wrapper.options)
         .context("failed to build the controller's RunOptions")
 }

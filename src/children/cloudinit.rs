@@ -33,6 +33,7 @@ impl ChildKind for Secret {
         &[Permission { group: "", resource: "secrets", verbs: &["get", "list", "watch", "create", "patch", "delete"] }];
     const RETAINABLE: bool = false;
     const REFERENCED: bool = false;
+    const WAVE: u8 = 0;
 
     fn is_referenced_by(&self, _: &Wukong) -> bool {
         false

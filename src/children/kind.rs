@@ -70,6 +70,9 @@ pub trait ChildKind:
     /// Whether a Wukong may refer to objects of this kind that it does not own
     /// (its disks' existing claims): a change of one reconciles those Wukongs.
     const REFERENCED: bool;
+    /// The apply wave: kinds of one wave are applied concurrently, after every
+    /// kind of a lower wave (the VirtualMachine comes after what it mounts).
+    const WAVE: u8;
 
     /// Whether `wukong` refers to this object without owning it.
     fn is_referenced_by(&self, wukong: &Wukong) -> bool;

@@ -30,6 +30,7 @@ impl ChildKind for VirtualMachine {
     const PERMISSIONS: &'static [Permission] = &[Permission { group: "kubevirt.io", resource: "virtualmachines", verbs: MANAGE }];
     const RETAINABLE: bool = false;
     const REFERENCED: bool = false;
+    const WAVE: u8 = 1;
 
     fn is_referenced_by(&self, _: &Wukong) -> bool {
         false

@@ -60,6 +60,7 @@ impl ChildKind for NetworkAttachmentDefinition {
         &[Permission { group: "k8s.cni.cncf.io", resource: "network-attachment-definitions", verbs: MANAGE }];
     const RETAINABLE: bool = false;
     const REFERENCED: bool = false;
+    const WAVE: u8 = 0;
 
     fn is_referenced_by(&self, _: &Wukong) -> bool {
         false

@@ -25,6 +25,7 @@ impl ChildKind for PersistentVolumeClaim {
     const PERMISSIONS: &'static [Permission] = &[Permission { group: "", resource: "persistentvolumeclaims", verbs: MANAGE }];
     const RETAINABLE: bool = true;
     const REFERENCED: bool = true;
+    const WAVE: u8 = 0;
 
     fn is_referenced_by(&self, wukong: &Wukong) -> bool {
         let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
@@ -61,6 +62,7 @@ impl ChildKind for DataVolume {
     ];
     const RETAINABLE: bool = true;
     const REFERENCED: bool = false;
+    const WAVE: u8 = 0;
 
     fn is_referenced_by(&self, _: &Wukong) -> bool {
         false

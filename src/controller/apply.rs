@@ -100,10 +100,24 @@ pub async fn apply(
     let mut applied = Applied { observed: before.clone(), ..Applied::default() };
     let mut steps = ApplyKinds { context, wukong, plan, inputs, steps: Vec::new() };
     for_each_kind(&mut steps);
-    for step in steps.steps {
-        let outcome = step.await?;
-        merge(&mut applied.changes, outcome.changes);
-        (outcome.update)(&mut applied.observed);
+    steps.steps.sort_by_key(|(wave, _)| *wave);
+    let mut waves: Vec<Vec<KindStep<'_>>> = Vec::new();
+    let mut current = None;
+    for (wave, step) in steps.steps {
+        if current != Some(wave) {
+            waves.push(Vec::new());
+            current = Some(wave);
+        }
+        if let Some(steps) = waves.last_mut() {
+            steps.push(step);
+        }
+    }
+    // The kinds of a wave do not depend on each other: their writes go out together.
+    for wave in waves {
+        for outcome in futures::future::try_join_all(wave).await? {
+            merge(&mut applied.changes, outcome.changes);
+            (outcome.update)(&mut applied.observed);
+        }
     }
     applied.observed.refresh_volumes();
     let grown = grow_imported_claims(&context.client, wukong, plan, before, &mut applied.changes).await?;
@@ -137,27 +151,31 @@ struct ApplyKinds<'a> {
     wukong: &'a ValidWukong,
     plan: &'a Plan,
     inputs: &'a BuildInputs,
-    steps: Vec<KindStep<'a>>,
+    /// Each kind's step with its wave.
+    steps: Vec<(u8, KindStep<'a>)>,
 }
 
 impl<'a> EachKind for ApplyKinds<'a> {
     fn kind<K: ChildKind>(&mut self) {
         let desired = K::build(self.wukong, self.plan, self.inputs);
         let context = self.context;
-        self.steps.push(Box::pin(async move {
-            let store = context.stores.of::<K>();
-            let mut changes = Changes::default();
-            let mut objects = Vec::with_capacity(desired.len());
-            for mut object in desired {
-                let current = cached(&store, &object.namespace().unwrap_or_default(), &object.name_any());
-                if let Some(current) = &current {
-                    K::prepare(&mut object, current);
+        self.steps.push((
+            K::WAVE,
+            Box::pin(async move {
+                let store = context.stores.of::<K>();
+                let mut changes = Changes::default();
+                let mut objects = Vec::with_capacity(desired.len());
+                for mut object in desired {
+                    let current = cached(&store, &object.namespace().unwrap_or_default(), &object.name_any());
+                    if let Some(current) = &current {
+                        K::prepare(&mut object, current);
+                    }
+                    objects.push(ensure(&context.client, object, current, &mut changes.written).await?);
                 }
-                objects.push(ensure(&context.client, object, current, &mut changes.written).await?);
-            }
-            let update: Box<dyn FnOnce(&mut Observed) + Send> = Box::new(move |observed: &mut Observed| observed.set(objects));
-            Ok(KindOutcome { changes, update })
-        }));
+                let update: Box<dyn FnOnce(&mut Observed) + Send> = Box::new(move |observed: &mut Observed| observed.set(objects));
+                Ok(KindOutcome { changes, update })
+            }),
+        ));
     }
 }
 

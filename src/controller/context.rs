@@ -54,6 +54,10 @@ pub struct Context {
     pub clock: Clock,
     /// The operator's metrics (failed steps are counted here).
     pub metrics: super::metrics::Metrics,
+    /// When changed statuses are written.
+    pub pacing: super::status::pacing::Pacing,
+    /// When this operator last wrote each Wukong's status (`namespace/name` -> clock time).
+    pub status_writes: Arc<Mutex<HashMap<String, String>>>,
     /// Consecutive failures per Wukong (`namespace/name`), for exponential backoff.
     pub failures: Arc<Mutex<HashMap<String, u32>>>,
 }

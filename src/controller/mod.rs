@@ -47,6 +47,7 @@ use self::by_kind::ByKind;
 use self::context::{Context, Stores, system_clock};
 use self::health::Health;
 use self::reconnect::ReconnectBackoff;
+use self::status::pacing::Pacing;
 use self::watch_health::WatchHealth;
 use self::watches::reflect;
 use crate::api::GuardedWukong;
@@ -60,6 +61,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// How long the watch events of one Wukong are gathered into one reconcile.
     pub debounce: Duration,
+    /// When changed statuses are written.
+    pub pacing: Pacing,
 }
 
 /// The API resource of the Wukong kind, for the dynamic API (tests, the bench).
@@ -115,6 +118,8 @@ pub async fn run_until(
         recorder: Recorder::new(client.clone(), reporter),
         clock: system_clock(),
         metrics: health.metrics.clone(),
+        pacing: settings.pacing,
+        status_writes: Arc::default(),
         failures: Arc::default(),
     });
 

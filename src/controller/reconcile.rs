@@ -24,6 +24,7 @@ use super::observe::{Observed, observe};
 use super::ownership::FINALIZER;
 use super::report::{StatusError, publish, report};
 use super::resolve::{ResolveError, resolve};
+use super::status::pacing::{Pace, pace};
 use super::status::{Failure, Inputs, compute};
 use crate::api::{GuardedWukong, Wukong, WukongSpec};
 use crate::children::plan::{Plan, plan};
@@ -148,19 +149,26 @@ async fn steps(object: &GuardedWukong, context: &Context) -> Result<Action, Erro
         Ok(applied) => applied,
         Err(error) => return fail(context, object, &plan, &observed, Error::Apply(error)).await,
     };
-    announce(context, object, &applied.changes, ("Removed", ", no longer in the spec")).await;
-    if observed.virtual_machine().is_none() && applied.observed.virtual_machine().is_some() {
+    let created = observed.virtual_machine().is_none() && applied.observed.virtual_machine().is_some();
+    if !created {
+        // Creating the children of a new Wukong is the expected answer to its
+        // creation, not a decision worth an Event; writing them later is (a
+        // repair of someone's edit, or an update of the spec).
+        announce(context, object, &applied.changes, ("Removed", ", no longer in the spec")).await;
+    }
+    if created {
         // The VM was just created: the watch events of the new children,
         // gathered by the debounce, bring the next pass at once; it reports
         // the settled state, which saves a status write per new Wukong. The
         // short requeue guarantees that pass even if no event came.
         return Ok(Action::requeue(STATUS_AFTER_CREATE));
     }
-    status(context, object, &plan, &applied.observed, None).await?;
-    Ok(Action::requeue(RESYNC))
+    let held = status(context, object, &plan, &applied.observed, None).await?;
+    Ok(Action::requeue(held.unwrap_or(RESYNC)))
 }
 
-/// Computes the status from what was observed and writes it; a failed write
+/// Computes the status from what was observed and writes it, or holds it
+/// while a new Wukong converges (returning when to look again); a failed write
 /// becomes an Event too (there is no status to carry it).
 async fn status(
     context: &Context,
@@ -168,7 +176,7 @@ async fn status(
     plan: &Plan,
     observed: &Observed,
     failure: Option<&Failure>,
-) -> Result<(), Error> {
+) -> Result<Option<Duration>, Error> {
     let default_spec = WukongSpec::default();
     let spec = object.wukong().map_or(&default_spec, |wukong| &wukong.spec);
     let now = (context.clock)();
@@ -183,11 +191,33 @@ async fn status(
         now: &now,
     };
     let computed = compute(&inputs);
+    let key = format!("{}/{}", plan.namespace, plan.wukong);
+    if object.status() != Some(&computed) {
+        let created = object.meta().creation_timestamp.as_ref().map(|time| time.0.to_string());
+        let last_write = context.status_writes.lock().ok().and_then(|writes| writes.get(&key).cloned());
+        let age = created.as_deref().and_then(|created| elapsed(created, &now)).unwrap_or(Duration::MAX);
+        let since_write = last_write.as_deref().and_then(|written| elapsed(written, &now));
+        if let Pace::Hold(hold) = pace(&context.pacing, object.status(), &computed, age, since_write) {
+            return Ok(Some(hold));
+        }
+    }
     if let Err(error) = report(context, object, &computed, failure).await {
         publish(context, object, EventType::Warning, "StatusFailed", error.to_string()).await;
         return Err(Error::Status(error));
     }
-    Ok(())
+    if object.status() != Some(&computed)
+        && let Ok(mut writes) = context.status_writes.lock()
+    {
+        writes.insert(key, now);
+    }
+    Ok(None)
+}
+
+/// The time from `earlier` to `now`, both RFC 3339; `None` if either does not read.
+fn elapsed(earlier: &str, now: &str) -> Option<Duration> {
+    let earlier = chrono::DateTime::parse_from_rfc3339(earlier).ok()?;
+    let now = chrono::DateTime::parse_from_rfc3339(now).ok()?;
+    (now - earlier).to_std().ok().or(Some(Duration::ZERO))
 }
 
 /// Reports a transient failure (Synced=False, an Event) over what the caches

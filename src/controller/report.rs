@@ -2,9 +2,9 @@
 //!
 //! In: the computed status, the previous one and the failed step. Out: the
 //! status written with server-side apply only when it changed, an Event when
-//! the phase changes or a step newly fails, and a summary Event per kind of
-//! change (applied, removed, retained) — never one per child, as Events are
-//! API writes too.
+//! the phase changes in a way worth telling ([`is_newsworthy`]) or a step newly
+//! fails, and a summary Event per kind of decision (repaired, removed,
+//! retained) — never one per child, as Events are API writes too.
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -52,8 +52,8 @@ pub async fn report(
 ) -> Result<(), StatusError> {
     let previous = wukong.status();
     let old_phase = previous.and_then(|status| status.phase);
-    if old_phase != status.phase
-        && let Some(phase) = status.phase
+    if let Some(phase) = status.phase
+        && is_newsworthy(old_phase, phase)
     {
         let kind = if phase == Phase::Error { EventType::Warning } else { EventType::Normal };
         let from = old_phase.map_or("none", |phase| phase.as_str());
@@ -80,6 +80,14 @@ pub async fn report(
         source,
     })?;
     Ok(())
+}
+
+/// Whether a phase change is worth an Event (an API write): reaching Running,
+/// entering or leaving Error, and a VM that stops running. The steps of a
+/// converging Wukong (none -> Pending -> Creating) are not: on the happy path a
+/// Wukong costs one Event, when its VM runs.
+pub fn is_newsworthy(old: Option<Phase>, new: Phase) -> bool {
+    old != Some(new) && (new == Phase::Running || new == Phase::Error || old == Some(Phase::Error) || old == Some(Phase::Running))
 }
 
 /// Publishes an Event about the Wukong; failing to publish is logged, never fatal.

@@ -18,6 +18,7 @@ use tracing::{error, info};
 
 use crate::controller::health::Health;
 use crate::controller::metrics::{Metrics, MetricsError};
+use crate::controller::status::pacing::Pacing;
 use crate::controller::{Settings, run_until};
 use http::{ServeError, bind, serve};
 use leader::{LeaderError, Leadership};
@@ -44,6 +45,14 @@ pub struct RunOptions {
     /// settling) into one reconcile, so a burst of changes costs one status write.
     #[arg(long, default_value_t = 250, env = "WUKONG_DEBOUNCE_MS")]
     pub debounce_ms: u64,
+    /// Seconds after its creation during which a converging Wukong's
+    /// intermediate statuses are held, so it usually costs one status write
+    /// (0: every change is written at once).
+    #[arg(long, default_value_t = 20, env = "WUKONG_STATUS_SETTLE_SECONDS")]
+    pub status_settle_seconds: u64,
+    /// Seconds between writes of a changed import progress alone.
+    #[arg(long, default_value_t = 5, env = "WUKONG_PROGRESS_INTERVAL_SECONDS")]
+    pub progress_interval_seconds: u64,
     // Health of the watches (see watch_health.rs and operate/http.rs).
     /// Seconds a watch may keep failing (API server unreachable) before
     /// /readyz answers 503.
@@ -63,7 +72,14 @@ impl RunOptions {
 
     /// The controller's settings for these options.
     pub fn settings(&self) -> Settings {
-        Settings { concurrency: self.concurrency, debounce: Duration::from_millis(self.debounce_ms) }
+        Settings {
+            concurrency: self.concurrency,
+            debounce: Duration::from_millis(self.debounce_ms),
+            pacing: Pacing {
+                settle: Duration::from_secs(self.status_settle_seconds),
+                progress_interval: Duration::from_secs(self.progress_interval_seconds),
+            },
+        }
     }
 }
 

@@ -113,6 +113,8 @@ impl Harness {
             recorder: Recorder::new(client, Reporter { controller: "wukong-operator".to_string(), instance: None }),
             clock: Arc::new(move || clock_reader.lock().map(|time| time.clone()).unwrap_or_default()),
             metrics: wukong::controller::metrics::Metrics::new().expect("fresh metrics"),
+            pacing: wukong::controller::status::pacing::Pacing::IMMEDIATE,
+            status_writes: Arc::default(),
             failures: Arc::default(),
         });
         let writers =

@@ -8,6 +8,7 @@
 //! no randomness; the controller's `report` module only writes the result.
 
 pub mod conditions;
+pub mod pacing;
 pub mod phase;
 pub mod resources;
 #[cfg(test)]
