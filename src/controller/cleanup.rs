@@ -103,8 +103,8 @@ pub async fn cleanup(context: &Context, wukong: &GuardedWukong) -> Result<(Clean
     let owner = format!("{namespace}/{name}");
     let mut removals = RemoveKinds { context, namespace: &namespace, uid: &uid, owner: &owner, plan: None, steps: Vec::new() };
     for_each_kind(&mut removals);
-    for step in removals.steps {
-        let outcome = step.await?;
+    // With the VM gone nothing mounts the rest: every kind's removals go out together.
+    for outcome in futures::future::try_join_all(removals.steps).await? {
         cleaned.changes.deleted.extend(outcome.changes.deleted);
         cleaned.changes.released.extend(outcome.changes.released);
     }
