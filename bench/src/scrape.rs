@@ -27,8 +27,8 @@ impl Sample {
         self.requests
             .iter()
             .filter(|((verb, _), _)| READ_VERBS.contains(&verb.as_str()))
-            .map(|(key, value)| value - before.requests.get(key).copied().unwrap_or(0.0))
-            .sum()
+            // A fold from +0.0: an empty `sum` of floats is -0.0.
+            .fold(0.0, |total, (key, value)| total + value - before.requests.get(key).copied().unwrap_or(0.0))
     }
 }
 

@@ -86,7 +86,8 @@ fn write_deltas<'a>(before: &'a Sample, after: &'a Sample) -> impl Iterator<Item
 
 /// Every write of `after` since `before` (Events included, Leases left out).
 pub fn total_writes(before: &Sample, after: &Sample) -> f64 {
-    write_deltas(before, after).map(|(_, writes)| writes).sum()
+    // A fold from +0.0: an empty `sum` of floats is -0.0.
+    write_deltas(before, after).fold(0.0, |total, (_, writes)| total + writes)
 }
 
 /// The resource plural of every registered child kind.
@@ -126,6 +127,12 @@ mod tests {
         assert_eq!(split.objects(), 19.0);
         assert_eq!(total_writes(&before, &after), 25.0, "leases and reads are not writes here");
         assert_eq!(split.per(2.0).status, 2.0);
+    }
+
+    #[test]
+    fn no_writes_is_positive_zero() {
+        let none = total_writes(&Default::default(), &Default::default());
+        assert!(none == 0.0 && none.is_sign_positive(), "{none} prints as -0.00 otherwise");
     }
 
     #[test]
