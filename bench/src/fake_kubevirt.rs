@@ -1,11 +1,14 @@
 //! Plays KubeVirt's and CDI's part on a cluster without them.
 //!
 //! In: a client and a namespace. Out: a task that, for every VirtualMachine,
-//! creates its running VirtualMachineInstance (and deletes it with the VM);
-//! for every DataVolume, creates the claim CDI would and marks the import
-//! Succeeded; and marks every claim Bound.
+//! creates its running VirtualMachineInstance once (and deletes it with the
+//! VM); for every DataVolume, once, creates the claim CDI would and marks the
+//! import Succeeded; and marks every claim Bound. Each is done once per
+//! object, not again on its later watch events, so the stand-in's writes the
+//! bench counts are no more than KubeVirt and CDI would make (they write more:
+//! VM statuses, import progress).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements};
@@ -35,17 +38,26 @@ async fn play_kubevirt(client: Client, namespace: String) {
     let machines: Api<VirtualMachine> = Api::namespaced(client.clone(), &namespace);
     let instances: Api<VirtualMachineInstance> = Api::namespaced(client, &namespace);
     let mut events = watcher::watcher(machines, watcher::Config::default()).boxed();
+    // VMs whose instance exists.
+    let mut started = BTreeSet::new();
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Apply(vm) | Event::InitApply(vm)) if vm.metadata.deletion_timestamp.is_none() => {
-                if vm.spec.run_strategy.as_deref() == Some("Halted") {
+                if vm.spec.run_strategy.as_deref() == Some("Halted") || started.contains(&vm.name_any()) {
                     continue;
                 }
-                if let Err(error) = instances.create(&PostParams::default(), &instance_for(&vm)).await {
-                    debug!(%error, vm = %vm.name_any(), "instance not created");
+                match instances.create(&PostParams::default(), &instance_for(&vm)).await {
+                    Ok(_) => {
+                        started.insert(vm.name_any());
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        started.insert(vm.name_any());
+                    }
+                    Err(error) => debug!(%error, vm = %vm.name_any(), "instance not created"),
                 }
             }
-            Ok(Event::Apply(vm) | Event::Delete(vm)) => {
+            Ok(Event::Apply(vm) | Event::Delete(vm)) if started.contains(&vm.name_any()) => {
+                started.remove(&vm.name_any());
                 let _ = instances.delete(&vm.name_any(), &DeleteParams::background()).await;
             }
             _ => {}
@@ -89,10 +101,13 @@ async fn play_cdi(client: Client, namespace: String) {
     let volumes: Api<DataVolume> = Api::namespaced(client.clone(), &namespace);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, &namespace);
     let mut events = watcher::watcher(volumes.clone(), watcher::Config::default()).boxed();
+    // DataVolumes whose import this task marked Succeeded.
+    let mut imported = BTreeSet::new();
     while let Some(event) = events.next().await {
         let Ok(Event::Apply(volume) | Event::InitApply(volume)) = event else { continue };
         if volume.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Succeeded")
             || volume.metadata.deletion_timestamp.is_some()
+            || imported.contains(&volume.name_any())
         {
             continue;
         }
@@ -135,8 +150,11 @@ async fn play_cdi(client: Client, namespace: String) {
         };
         let _ = claims.create(&PostParams::default(), &claim).await;
         let status = serde_json::json!({"status": {"phase": "Succeeded", "progress": "100.0%", "claimName": volume.name_any()}});
-        if let Err(error) = volumes.patch_status(&volume.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await {
-            debug!(%error, "data volume status not set");
+        match volumes.patch_status(&volume.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await {
+            Ok(_) => {
+                imported.insert(volume.name_any());
+            }
+            Err(error) => debug!(%error, "data volume status not set"),
         }
     }
 }

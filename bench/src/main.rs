@@ -19,18 +19,18 @@ async fn main() -> ExitCode {
     } else {
         None
     };
-    let client = match &in_memory {
-        Some(in_memory) => in_memory.client.clone(),
-        None => match kube::Client::try_default().await {
-            Ok(client) => client,
+    let config = match &in_memory {
+        Some(in_memory) => in_memory.config.clone(),
+        None => match kube::Config::infer().await {
+            Ok(config) => config,
             Err(error) => {
-                eprintln!("error: failed to build a Kubernetes client from KUBECONFIG or ~/.kube/config: {error}");
+                eprintln!("error: failed to build a Kubernetes client configuration from KUBECONFIG or ~/.kube/config: {error}");
                 return ExitCode::FAILURE;
             }
         },
     };
     let kubeconfig = in_memory.as_ref().map(|in_memory| in_memory.kubeconfig.path());
-    match wukong_bench::run::run(client, &options, kubeconfig).await {
+    match wukong_bench::run::run(config, &options, kubeconfig).await {
         Ok(report) => {
             print!("{}", report.table());
             if let Some(path) = &options.out {
@@ -40,10 +40,13 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            if report.unconverged > 0 || report.leftover_children > 0 || report.missing_children > 0 {
+            if report.unconverged > 0 || report.leftover_children > 0 || report.missing_children > 0 || !report.quiet {
                 eprintln!(
-                    "error: {} Wukongs did not converge, {} children were missing, {} were left behind",
-                    report.unconverged, report.missing_children, report.leftover_children
+                    "error: {} Wukongs did not converge, {} children were missing, {} were left behind, the operator {}",
+                    report.unconverged,
+                    report.missing_children,
+                    report.leftover_children,
+                    if report.quiet { "went quiet" } else { "never went quiet" }
                 );
                 return ExitCode::FAILURE;
             }

@@ -1,35 +1,42 @@
 //! One benchmark run against a cluster.
 //!
-//! In: a client and [`BenchOptions`]. Out: the [`Report`]. Steps: start the
-//! operator (optional) and wait for its metrics; create a fresh namespace;
-//! create the Wukongs (all at once or at a rate); wait until each has a
-//! converged status (observedGeneration equals generation, the expected phase,
-//! Synced) and every child exists; count the operator's requests; watch a
-//! quiet period; delete everything and wait until nothing is left; optionally
-//! time a plain parallel client writing as many objects.
+//! In: a client configuration and [`BenchOptions`]. Out: the [`Report`].
+//! Steps: start the operator (optional) and wait for its metrics; create a
+//! fresh namespace; start the stand-in (optional) on a client that counts its
+//! requests; create the Wukongs (all at once or at a rate); record when each
+//! shows a converged status (observedGeneration equals generation, the
+//! expected phase, Synced) and wait until, after every one did, the operator
+//! writes nothing for the quiet period; count the operator's and the
+//! stand-in's requests up to its last write; check every child exists; delete
+//! everything and wait until nothing is left; time the floors, a plain
+//! parallel client creating as many objects as the run wrote and deleting as
+//! many as its delete removed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use tokio::sync::Mutex;
 
 use wukong::api::Wukong;
-use wukong::children::meta::{MANAGED_BY_LABEL, MANAGER};
-use wukong::children::{ChildKind, EachKind, for_each_kind};
 use wukong::controller::wukong_resource;
 
 use crate::BenchOptions;
+use crate::count::RequestCounter;
+use crate::floor::FloorWork;
+use crate::objects::{count_children, created_objects, object_bytes};
 use crate::operator::{Operator, STOP_GRACE, wukong_binary};
-use crate::report::{Latency, Report, percentile};
+use crate::report::{Latency, Report, percentile, ratio};
 use crate::scrape::{Sample, ScrapeError, scrape};
+use crate::settle::{Quiet, settle};
 use crate::shape::wukong;
+use crate::writes::{WriteSplit, child_plurals, total_writes};
 
 /// Errors that stop a benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +85,15 @@ pub enum BenchError {
     /// The in-memory API server could not start.
     #[error("failed to start the in-memory API server: {0}")]
     InMemory(#[source] std::io::Error),
+    /// No client could be built from the configuration.
+    #[error("failed to build a client for \"{url}\": {source}")]
+    Client {
+        /// The API server's URL.
+        url: String,
+        /// The error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// A file removed when dropped (the kubeconfig of `--in-memory`).
@@ -112,16 +128,17 @@ pub mod tempfile_path {
     }
 }
 
-fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchError {
+/// Wraps a failed API call made to `action`.
+pub(crate) fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchError {
     let action = action.into();
     move |source| BenchError::Api { action, source }
 }
 
-/// An in-memory API server for `--in-memory`: its client and the kubeconfig
-/// file the operator is started with.
+/// An in-memory API server for `--in-memory`: its client configuration and
+/// the kubeconfig file the operator is started with.
 pub struct InMemory {
-    /// Client of the in-memory server.
-    pub client: Client,
+    /// Client configuration of the in-memory server.
+    pub config: kube::Config,
     /// Kubeconfig file pointing at it (removed on drop).
     pub kubeconfig: tempfile_path::TempPath,
 }
@@ -134,13 +151,12 @@ pub async fn start_in_memory() -> Result<InMemory, BenchError> {
     tokio::spawn(fake_apiserver::serve(fake_apiserver::FakeApi::new(), listener));
     let text = fake_apiserver::kubeconfig(&format!("http://{address}"));
     let kubeconfig = tempfile_path::TempPath::write(&text).map_err(io)?;
-    // Over HTTP like the operator, so the baseline and the operator pay the same transport.
+    // Over HTTP like the operator, so the floors and the operator pay the same transport.
     let parsed = kube::config::Kubeconfig::from_yaml(&text).map_err(|error| BenchError::InMemory(std::io::Error::other(error)))?;
     let config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|error| BenchError::InMemory(std::io::Error::other(error)))?;
-    let client = Client::try_from(config).map_err(|error| BenchError::InMemory(std::io::Error::other(error)))?;
-    Ok(InMemory { client, kubeconfig })
+    Ok(InMemory { config, kubeconfig })
 }
 
 /// The command that starts the operator: `--operator-cmd`, or with
@@ -160,8 +176,13 @@ fn operator_command(options: &BenchOptions) -> Result<Option<String>, BenchError
     Ok(Some(format!("exec '{}' run --metrics-addr {address} --concurrency 16", binary.display())))
 }
 
-/// Runs the benchmark.
-pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std::path::Path>) -> Result<Report, BenchError> {
+/// Runs the benchmark against the API server of `config`; `kubeconfig` is
+/// the file the operator it starts is given (`--in-memory`).
+pub async fn run(config: kube::Config, options: &BenchOptions, kubeconfig: Option<&std::path::Path>) -> Result<Report, BenchError> {
+    let client_error = |source| BenchError::Client { url: config.cluster_url.to_string(), source };
+    let client = Client::try_from(config.clone()).map_err(client_error)?;
+    let stand_in = RequestCounter::default();
+    let stand_in_client = stand_in.client(config.clone()).map_err(client_error)?;
     // Dropped on an early return, which kills the operator's whole process group.
     let mut operator = match operator_command(options)? {
         Some(command) => Some(Operator::start(&command, kubeconfig)?),
@@ -187,9 +208,10 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let object = Namespace { metadata: ObjectMeta { name: Some(namespace.clone()), ..ObjectMeta::default() }, ..Namespace::default() };
     namespaces.create(&PostParams::default(), &object).await.map_err(api_error(format!("create namespace \"{namespace}\"")))?;
-    let fake = options.fake_kubevirt.then(|| tokio::spawn(crate::fake_kubevirt::run(client.clone(), namespace.clone())));
+    let fake = options.fake_kubevirt.then(|| tokio::spawn(crate::fake_kubevirt::run(stand_in_client, namespace.clone())));
+    let stand_in = options.fake_kubevirt.then_some(&stand_in);
 
-    let result = measure(client.clone(), options, &namespace, &before, &peak).await;
+    let result = measure(client.clone(), options, &namespace, Start { operator: &before, stand_in }, &peak).await;
 
     if let Some(fake) = fake {
         fake.abort();
@@ -203,58 +225,81 @@ pub async fn run(client: Client, options: &BenchOptions, kubeconfig: Option<&std
     result
 }
 
-async fn measure(client: Client, options: &BenchOptions, namespace: &str, before: &Sample, peak: &AtomicU64) -> Result<Report, BenchError> {
+/// The counters at the start: the operator's metrics and the stand-in's counter (when it runs).
+struct Start<'a> {
+    operator: &'a Sample,
+    stand_in: Option<&'a RequestCounter>,
+}
+
+async fn measure(
+    client: Client,
+    options: &BenchOptions,
+    namespace: &str,
+    start: Start<'_>,
+    peak: &AtomicU64,
+) -> Result<Report, BenchError> {
     let expected = if options.fake_kubevirt { "Running" } else { "Creating" };
     let converged: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
     let watch = tokio::spawn(watch_convergence(client.clone(), namespace.to_string(), expected, converged.clone()));
+    let stand_in_before = start.stand_in.map(RequestCounter::sample).unwrap_or_default();
 
     let started = Instant::now();
     let created = create_all(&client, options, namespace).await?;
-    let deadline = Instant::now() + Duration::from_secs(options.timeout);
-    while converged.lock().await.len() < created.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let quiet =
+        Quiet { period: Duration::from_secs(options.idle_seconds), status_deadline: Instant::now() + Duration::from_secs(options.timeout) };
+    let settled = settle(&options.operator_metrics, start.operator, start.stand_in, &converged, created.len(), quiet).await?;
     watch.abort();
     let done = converged.lock().await.clone();
     let latencies: Vec<f64> = created
         .iter()
         .filter_map(|(name, created_at)| done.get(name).map(|at| at.saturating_duration_since(*created_at).as_secs_f64()))
         .collect();
-    let converge_seconds = done.values().max().map_or(0.0, |last| last.saturating_duration_since(started).as_secs_f64());
-    let after = scrape(&options.operator_metrics).await?;
+    let statuses_done = done.values().max().copied().unwrap_or(started);
+    let converge_seconds = settled.last_write.max(statuses_done).saturating_duration_since(started).as_secs_f64();
+    let after = &settled.operator;
     let count = created.len().max(1) as f64;
-    let missing = missing_children(&client, namespace, options.shape.children() * created.len()).await?;
-
-    tokio::time::sleep(Duration::from_secs(options.idle_seconds)).await;
-    let idle = scrape(&options.operator_metrics).await?;
+    let writes = WriteSplit::between(start.operator, after, &child_plurals());
+    let stand_in_writes = total_writes(&stand_in_before, &settled.stand_in);
+    let missing = options.shape.children() * created.len();
+    let missing = missing.saturating_sub(count_children(&client, namespace).await?);
+    let delete_objects = created_objects(&client, namespace).await?;
+    let object_bytes = object_bytes(&client, namespace).await?;
 
     let delete_started = Instant::now();
     delete_all(&client, options, namespace).await?;
     let leftover = wait_until_empty(&client, namespace, Duration::from_secs(options.timeout)).await?;
     let delete_seconds = delete_started.elapsed().as_secs_f64();
 
-    let baseline_seconds = if options.baseline {
-        Some(baseline(&client, options, namespace, created.len() * (options.shape.children() + 2)).await?)
-    } else {
-        None
-    };
+    let floor_writes = (writes.total() + stand_in_writes).round() as usize;
+    let work = FloorWork { writes: floor_writes, deletes: delete_objects, object_bytes, parallelism: options.parallelism };
+    let floors = crate::floor::measure(&client, namespace, work).await?;
     Ok(Report {
         count: created.len(),
         converge_seconds,
+        status_converge_seconds: statuses_done.saturating_duration_since(started).as_secs_f64(),
         latency_seconds: Latency { p50: percentile(&latencies, 0.5), p95: percentile(&latencies, 0.95), p99: percentile(&latencies, 0.99) },
-        writes_per_wukong: after.writes_since(before) / count,
-        reads_per_wukong: after.reads_since(before) / count,
-        events_per_wukong: after.events_since(before) / count,
-        idle_writes: idle.writes_since(&after),
+        writes_per_wukong: writes.objects() / count,
+        operator_writes_per_wukong: writes.per(count),
+        reads_per_wukong: after.reads_since(start.operator) / count,
+        events_per_wukong: writes.events / count,
+        stand_in_writes_per_wukong: stand_in_writes / count,
+        late_writes: settled.writes_at_status.map_or(0.0, |at_status| total_writes(start.operator, after) - at_status),
+        idle_writes: settled.idle_writes,
         idle_seconds: options.idle_seconds as f64,
+        quiet: settled.quiet,
         peak_rss_bytes: peak.load(Ordering::Relaxed) as f64,
-        operator_cpu_seconds: after.cpu_seconds.unwrap_or(0.0) - before.cpu_seconds.unwrap_or(0.0),
+        operator_cpu_seconds: after.cpu_seconds.unwrap_or(0.0) - start.operator.cpu_seconds.unwrap_or(0.0),
         delete_seconds,
         leftover_children: leftover,
         missing_children: missing,
         unconverged: created.len() - done.len().min(created.len()),
-        baseline_seconds,
-        baseline_ratio: baseline_seconds.filter(|seconds| *seconds > 0.0).map(|seconds| converge_seconds / seconds),
+        floor_writes,
+        floor_object_bytes: object_bytes,
+        floor_seconds: floors.create_seconds,
+        ratio: ratio(converge_seconds, floors.create_seconds),
+        delete_objects,
+        delete_floor_seconds: floors.delete_seconds,
+        delete_ratio: ratio(delete_seconds, floors.delete_seconds),
     })
 }
 
@@ -320,44 +365,6 @@ pub fn is_converged(object: &DynamicObject, expected: &str) -> bool {
     observed.is_some() && observed == object.metadata.generation && phase == Some(expected) && synced
 }
 
-/// How many of the expected children are missing.
-async fn missing_children(client: &Client, namespace: &str, expected: usize) -> Result<usize, BenchError> {
-    let present = count_children(client, namespace).await?;
-    Ok(expected.saturating_sub(present))
-}
-
-/// How many children of every registered kind the operator labelled in `namespace`.
-async fn count_children(client: &Client, namespace: &str) -> Result<usize, BenchError> {
-    type Count<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, BenchError>> + Send + 'a>>;
-    struct Counts<'a> {
-        client: &'a Client,
-        namespace: &'a str,
-        selector: ListParams,
-        counts: Vec<Count<'a>>,
-    }
-    impl<'a> EachKind for Counts<'a> {
-        fn kind<K: ChildKind>(&mut self) {
-            let (client, namespace, selector) = (self.client, self.namespace, self.selector.clone());
-            self.counts.push(Box::pin(async move { count::<K>(client, namespace, &selector).await }));
-        }
-    }
-    let selector = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
-    let mut counts = Counts { client, namespace, selector, counts: Vec::new() };
-    for_each_kind(&mut counts);
-    let mut total = 0;
-    for count in counts.counts {
-        total += count.await?;
-    }
-    Ok(total)
-}
-
-/// How many objects of a kind in `namespace` match `selector`.
-async fn count<K: ChildKind>(client: &Client, namespace: &str, selector: &ListParams) -> Result<usize, BenchError> {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let listed = api.list_metadata(selector).await.map_err(api_error(format!("list {}", K::kind(&()))))?;
-    Ok(listed.items.len())
-}
-
 async fn delete_all(client: &Client, options: &BenchOptions, namespace: &str) -> Result<(), BenchError> {
     let api: Api<Wukong> = Api::namespaced(client.clone(), namespace);
     let names: Vec<String> = api
@@ -397,29 +404,4 @@ async fn wait_until_empty(client: &Client, namespace: &str, timeout: Duration) -
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Seconds a plain parallel client needs to create `objects` ConfigMaps.
-async fn baseline(client: &Client, options: &BenchOptions, namespace: &str, objects: usize) -> Result<f64, BenchError> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let started = Instant::now();
-    let names: BTreeSet<usize> = (0..objects).collect();
-    let results: Vec<Result<(), BenchError>> = stream::iter(names)
-        .map(|index| {
-            let api = api.clone();
-            async move {
-                let object = ConfigMap {
-                    metadata: ObjectMeta { name: Some(format!("baseline-{index:06}")), ..ObjectMeta::default() },
-                    data: Some(BTreeMap::from([("index".to_string(), index.to_string())])),
-                    ..ConfigMap::default()
-                };
-                api.create(&PostParams::default(), &object).await.map(|_| ()).map_err(api_error("create a baseline ConfigMap"))
-            }
-        })
-        .buffer_unordered(options.parallelism.max(1))
-        .collect()
-        .await;
-    let seconds = started.elapsed().as_secs_f64();
-    results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    Ok(seconds)
 }

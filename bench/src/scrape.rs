@@ -18,35 +18,17 @@ pub struct Sample {
     pub cpu_seconds: Option<f64>,
 }
 
-const WRITE_VERBS: &[&str] = &["create", "patch", "update", "delete"];
 const READ_VERBS: &[&str] = &["get", "list"];
 
 impl Sample {
-    fn delta(&self, before: &Sample, verbs: &[&str]) -> f64 {
-        self.requests
-            .iter()
-            .filter(|((verb, kind), _)| verbs.contains(&verb.as_str()) && kind != "events")
-            .map(|(key, value)| value - before.requests.get(key).copied().unwrap_or(0.0))
-            .sum()
-    }
-
-    /// Writes (create, patch, update, delete; Events left out) since `before`.
-    pub fn writes_since(&self, before: &Sample) -> f64 {
-        self.delta(before, WRITE_VERBS)
-    }
-
-    /// Reads (get, list; watches left out) since `before`.
+    /// Reads (get, list; watches left out) since `before`. Writes are counted
+    /// in [`crate::writes`].
     pub fn reads_since(&self, before: &Sample) -> f64 {
-        self.delta(before, READ_VERBS)
-    }
-
-    /// Events written since `before`.
-    pub fn events_since(&self, before: &Sample) -> f64 {
         self.requests
             .iter()
-            .filter(|((verb, kind), _)| kind == "events" && WRITE_VERBS.contains(&verb.as_str()))
-            .map(|(key, value)| value - before.requests.get(key).copied().unwrap_or(0.0))
-            .sum()
+            .filter(|((verb, _), _)| READ_VERBS.contains(&verb.as_str()))
+            // A fold from +0.0: an empty `sum` of floats is -0.0.
+            .fold(0.0, |total, (key, value)| total + value - before.requests.get(key).copied().unwrap_or(0.0))
     }
 }
 
@@ -131,8 +113,8 @@ mod tests {
                     process_resident_memory_bytes 4.2e7\nprocess_cpu_seconds_total 1.5\n";
         let sample = parse(text);
         let empty = super::Sample::default();
-        assert_eq!(sample.writes_since(&empty), 12.0);
-        assert_eq!(sample.events_since(&empty), 5.0);
+        assert_eq!(sample.requests.get(&("patch".to_string(), "virtualmachines".to_string())), Some(&12.0));
+        assert_eq!(sample.requests.get(&("create".to_string(), "events".to_string())), Some(&5.0));
         assert_eq!(sample.reads_since(&empty), 3.0);
         assert_eq!(sample.resident_bytes, Some(4.2e7));
         assert_eq!(sample.cpu_seconds, Some(1.5));

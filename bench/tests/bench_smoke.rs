@@ -1,6 +1,7 @@
 //! A tiny smoke run of `wukong-bench --in-memory`: the real operator binary
 //! against the in-memory API server over HTTP, five Wukongs created, converged
-//! and deleted. No timing is asserted; the counts are.
+//! and deleted. No timing is asserted; the counts are: the operator's writes
+//! by what they touched, the stand-in's, the floor's and the delete's.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "a failed expectation is a failed test")]
 
@@ -31,10 +32,31 @@ fn a_small_fleet_converges_with_no_idle_writes_and_nothing_left() {
     assert_eq!(report["missing_children"], 0);
     assert_eq!(report["leftover_children"], 0);
     assert_eq!(report["idle_writes"], 0.0, "a converged fleet writes nothing");
-    let writes = report["writes_per_wukong"].as_f64().expect("writes_per_wukong");
-    assert!(writes >= 7.0, "at least the finalizer, five children and one status: {writes}");
-    for key in ["converge_seconds", "latency_seconds", "reads_per_wukong", "peak_rss_bytes", "delete_seconds"] {
+    assert_eq!(report["quiet"], true, "the operator went quiet");
+
+    let number = |value: &serde_json::Value, key: &str| value[key].as_f64().unwrap_or_else(|| panic!("missing {key} in {value}"));
+    let split = &report["operator_writes_per_wukong"];
+    assert_eq!(number(split, "children"), 5.0, "each of the five children written once: {split}");
+    assert_eq!(number(split, "finalizer"), 1.0, "one finalizer patch per Wukong: {split}");
+    assert!(number(split, "status") >= 1.0, "at least one status write per Wukong: {split}");
+    assert_eq!(number(split, "other"), 0.0, "nothing but children, Wukongs and Events: {split}");
+    let objects = number(split, "children") + number(split, "finalizer") + number(split, "status");
+    assert_eq!(number(&report, "writes_per_wukong"), objects, "writes_per_wukong is the split without Events");
+    assert_eq!(number(&report, "events_per_wukong"), number(split, "events"));
+    let stand_in = number(&report, "stand_in_writes_per_wukong");
+    assert!(stand_in >= 5.0, "an instance, an import's claim and status, two claims bound: {stand_in}");
+
+    let run_writes = 5.0 * (objects + number(split, "events") + stand_in);
+    assert_eq!(number(&report, "floor_writes"), run_writes.round(), "the floor writes what the operator and the stand-in wrote");
+    assert!(number(&report, "floor_object_bytes") > 0.0);
+    assert_eq!(report["delete_objects"], 5 * 8, "each Wukong, its five children, its instance and its import's claim");
+    for key in ["converge_seconds", "status_converge_seconds", "latency_seconds", "reads_per_wukong", "peak_rss_bytes", "delete_seconds"] {
         assert!(!report[key].is_null(), "missing {key} in {report}");
     }
-    assert!(stdout.contains("writes per wukong"), "{stdout}");
+    for key in ["floor_seconds", "ratio", "delete_floor_seconds", "delete_ratio"] {
+        assert!(report[key].as_f64().is_some(), "missing {key} in {report}");
+    }
+    for row in ["children / finalizer / status", "stand-in writes per wukong", "floor", "delete floor"] {
+        assert!(stdout.contains(row), "no {row} row in {stdout}");
+    }
 }
