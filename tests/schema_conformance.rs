@@ -243,11 +243,12 @@ fn our_crd_refuses_what_the_parser_refuses() {
     let schema = wukong_schema();
     let base = documents(&read(&Path::new(MANIFEST).join("examples/web-server-01.yaml"))).remove(0);
     type Mutate = fn(&mut Value);
-    let mutations: [(&str, Mutate, &str); 5] = [
+    let mutations: [(&str, Mutate, &str); 6] = [
         ("typo", |w| w["spec"]["disks"][0]["storageClass"] = json!("x"), r#"spec.disks[0].storageClass: unknown field "storageClass""#),
         ("type", |w| w["spec"]["cpu"] = json!("four"), "spec.cpu: expected integer, got string"),
         ("range", |w| w["spec"]["cpu"] = json!(0), "spec.cpu: must be greater than or equal to 1"),
         ("enum", |w| w["spec"]["networks"][0]["type"] = json!("macvtap"), "spec.networks[0].type: unsupported value"),
+        ("eviction", |w| w["spec"]["evictionStrategy"] = json!("Evict"), "spec.evictionStrategy: unsupported value"),
         ("duplicate", |w| w["spec"]["disks"][1]["name"] = json!("system"), "spec.disks[1]: duplicate entry with key name=\"system\""),
     ];
     for (what, mutate, expected) in mutations {

@@ -78,6 +78,40 @@ pub struct WukongSpec {
     /// restart behaviour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high_availability: Option<HighAvailability>,
+
+    /// What KubeVirt does with the running VM when its node is drained: `None`
+    /// (stop it; the run strategy may start it elsewhere), `LiveMigrate`
+    /// (migrate it; the drain waits until it can), `LiveMigrateIfPossible`
+    /// (migrate it when it can be migrated, else as `None`) or `External`
+    /// (block the eviction and let an external controller act). Unset: the
+    /// cluster's default (KubeVirt's `evictionStrategy` setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_strategy: Option<EvictionStrategy>,
+}
+
+// KubeVirt's eviction strategy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EvictionStrategy {
+    /// The VM is stopped when its node is drained.
+    None,
+    /// The VM is live-migrated when its node is drained.
+    LiveMigrate,
+    /// The VM is live-migrated when it can be, otherwise stopped.
+    LiveMigrateIfPossible,
+    /// The eviction is blocked and signalled to an external controller.
+    External,
+}
+
+impl EvictionStrategy {
+    /// The name KubeVirt uses for this strategy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::LiveMigrate => "LiveMigrate",
+            Self::LiveMigrateIfPossible => "LiveMigrateIfPossible",
+            Self::External => "External",
+        }
+    }
 }
 
 // A KubeVirt run strategy.
