@@ -33,6 +33,7 @@ use wukong::controller::context::Stores;
 use wukong::controller::permissions::{LEADER_ELECTION, Permission, cluster};
 use wukong::controller::wukong_resource;
 use wukong_models::datavolume::DataVolume;
+use wukong_models::virtualmachine::VirtualMachine;
 
 /// The operator's namespace in `config/`.
 const NAMESPACE: &str = "wukong-system";
@@ -553,7 +554,7 @@ impl Used {
                 return;
             }
         }
-        panic!("{namespace}/{name} did not converge in 8 passes");
+        panic!("{namespace}/{name} did not converge in 8 passes: {:?}", harness.write_summary());
     }
 }
 
@@ -602,6 +603,30 @@ async fn lifecycle() -> BTreeMap<Access, String> {
     let clone: DataVolume = harness.api.get_typed(Some("default"), "restored-vm-system").expect("the clone DataVolume");
     let source = serde_json::to_value(&clone.spec).expect("json")["source"]["pvc"].clone();
     assert_eq!(source, json!({"name": "backup-disk-pvc", "namespace": "backups"}));
+
+    // A restart of the running VM: the restart subresource (404 here: no
+    // virt-api), then the instance deleted.
+    let vm: VirtualMachine = harness.api.get_typed(Some("prod"), "web-server-01-vm").expect("the VM");
+    let labels = vm.spec.template.metadata.clone().unwrap_or_default()["labels"].clone();
+    let instance = json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {
+            "name": "web-server-01-vm", "namespace": "prod", "labels": labels,
+            // Owned by the VM, as KubeVirt does: it goes with the VM.
+            "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": "web-server-01-vm",
+                                 "uid": vm.metadata.uid, "controller": true}],
+        },
+        "spec": {"domain": {"devices": {}}},
+        "status": {"phase": "Running", "nodeName": "node-a"},
+    });
+    harness.api.insert(instance.clone());
+    harness.edit_spec("prod", "web-server-01", |spec| spec["restartRequestedAt"] = json!("lifecycle"));
+    for _ in 0..2 {
+        used.pass(&harness, "prod", "web-server-01").await;
+    }
+    assert!(harness.api.get("kubevirt.io/v1", "virtualmachineinstances", Some("prod"), "web-server-01-vm").is_none(), "restarted");
+    harness.api.insert(instance); // KubeVirt starts the new instance.
+    used.converge(&harness, "prod", "web-server-01").await;
 
     // Remove the cache disk: its claim goes.
     harness.edit_spec("prod", "web-server-01", |spec| {

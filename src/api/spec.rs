@@ -87,6 +87,13 @@ pub struct WukongSpec {
     /// cluster's default (KubeVirt's `evictionStrategy` setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eviction_strategy: Option<EvictionStrategy>,
+
+    /// A restart request: each new value (any token, e.g. the time of the
+    /// request) restarts the running VM once; `status.restart` acknowledges
+    /// it. Re-applying the same value, or removing it, does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub restart_requested_at: Option<String>,
 }
 
 // KubeVirt's eviction strategy.

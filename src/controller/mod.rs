@@ -13,6 +13,7 @@ pub mod context;
 pub mod diff;
 pub mod metrics;
 pub mod observe;
+pub mod operations;
 pub mod ownership;
 pub mod permissions;
 pub mod reconcile;
