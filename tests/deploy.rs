@@ -628,12 +628,23 @@ async fn lifecycle() -> BTreeMap<Access, String> {
     harness.api.insert(instance); // KubeVirt starts the new instance.
     used.converge(&harness, "prod", "web-server-01").await;
 
+    // A live migration: acknowledged, created, finished (removed later, with the cache disk's edit).
+    harness.edit_spec("prod", "web-server-01", |spec| spec["migration"] = json!({"requestedAt": "lifecycle"}));
+    used.converge(&harness, "prod", "web-server-01").await;
+    let migration = wukong::naming::migration_name("web-server-01", "lifecycle");
+    harness.edit("kubevirt.io/v1", "virtualmachineinstancemigrations", Some("prod"), &migration, |object| {
+        object["status"] = json!({"phase": "Succeeded"});
+    });
+    used.converge(&harness, "prod", "web-server-01").await;
+
     // Remove the cache disk: its claim goes.
     harness.edit_spec("prod", "web-server-01", |spec| {
         spec["disks"].as_array_mut().expect("disks").retain(|disk| disk["name"] != "cache");
     });
     used.converge(&harness, "prod", "web-server-01").await;
     assert!(harness.api.get("v1", "persistentvolumeclaims", Some("prod"), "web-server-01-cache").is_none(), "the cache claim is removed");
+    let finished = harness.api.get("kubevirt.io/v1", "virtualmachineinstancemigrations", Some("prod"), &migration);
+    assert!(finished.is_none(), "the finished migration is removed");
 
     for (namespace, name) in [("prod", "web-server-01"), ("telco", "dpdk-router"), ("default", "restored-vm")] {
         harness.delete_wukong(namespace, name).await;

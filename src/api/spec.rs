@@ -94,6 +94,27 @@ pub struct WukongSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
     pub restart_requested_at: Option<String>,
+
+    /// A live-migration request: each new `requestedAt` migrates the running
+    /// VM once; `status.migration` acknowledges it. Setting or changing it needs
+    /// the right to create VirtualMachineInstanceMigrations in the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// A live-migration request.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Migration {
+    /// The request's token (any value, e.g. the time of the request): each new
+    /// value migrates the VM once. Re-applying the same value does nothing.
+    #[schemars(length(min = 1, max = 128))]
+    pub requested_at: String,
+
+    /// Labels the target node must have, in addition to the VM's own node
+    /// selector (KubeVirt's `addedNodeSelector`); unset: any node the VM may run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
 }
 
 // KubeVirt's eviction strategy.

@@ -49,6 +49,44 @@ pub struct WukongStatus {
     /// The last restart request (`spec.restartRequestedAt`) and what became of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartStatus>,
+
+    /// The last live-migration request (`spec.migration`) and what became of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationStatus>,
+}
+
+/// What became of one live-migration request.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    /// The token of `spec.migration.requestedAt` this status acknowledges.
+    pub requested_at: String,
+    /// The VirtualMachineInstanceMigration carrying it (none when Skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The migration's phase as KubeVirt reports it (Pending, Scheduling,
+    /// Scheduled, PreparingTarget, TargetReady, Running, Succeeded, Failed),
+    /// or Skipped when the VM could not be migrated.
+    pub phase: String,
+    /// Node the VM migrates from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_node: Option<String>,
+    /// Node the VM migrates to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_node: Option<String>,
+    /// Why the migration is in this phase (KubeVirt's own reason when it refuses or fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the migration finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+impl MigrationStatus {
+    /// Whether the migration is over (Succeeded, Failed or Skipped).
+    pub fn is_final(&self) -> bool {
+        matches!(self.phase.as_str(), "Succeeded" | "Failed" | "Skipped")
+    }
 }
 
 /// What became of one restart request.

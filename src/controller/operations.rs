@@ -5,8 +5,9 @@
 //! pass: a restart the status acknowledged as Pending is sent once, through
 //! virt-api's `restart` subresource, or — where virt-api does not serve it
 //! (404) — by deleting the instance (with its UID as a precondition), so that
-//! KubeVirt starts a new one. [`announce`] publishes an Event for every
-//! decision the status records. The decisions themselves are pure
+//! KubeVirt starts a new one. Migrations are children (`children::migration`).
+//! [`announce`] publishes an Event for every decision the status records, of
+//! restarts and migrations. The decisions themselves are pure
 //! (`status::operations`).
 
 use kube::Client;
@@ -108,14 +109,26 @@ async fn restart(client: &Client, namespace: &str, name: &str, uid: &str) -> Res
 
 /// Publishes one Event per operation whose token or phase the new status changes.
 pub async fn announce(context: &Context, object: &GuardedWukong, status: &WukongStatus) {
-    let previous = object.status().and_then(|status| status.restart.as_ref());
-    if let Some(restart) = &status.restart
-        && previous.map(|previous| (&previous.requested_at, previous.phase)) != Some((&restart.requested_at, restart.phase))
+    let previous = object.status();
+    let restart = previous.and_then(|status| status.restart.as_ref());
+    if let Some(now) = &status.restart
+        && restart.map(|before| (&before.requested_at, before.phase)) != Some((&now.requested_at, now.phase))
     {
-        let kind =
-            if matches!(restart.phase, OperationPhase::Failed | OperationPhase::Skipped) { EventType::Warning } else { EventType::Normal };
-        let reason = format!("Restart{}", restart.phase.as_str());
-        let note = format!("restart \"{}\": {}", restart.requested_at, restart.message.clone().unwrap_or_default());
-        publish(context, object, kind, &reason, note).await;
+        let warning = matches!(now.phase, OperationPhase::Failed | OperationPhase::Skipped);
+        let note = format!("restart \"{}\": {}", now.requested_at, now.message.clone().unwrap_or_default());
+        event(context, object, warning, &format!("Restart{}", now.phase.as_str()), note).await;
     }
+    let migration = previous.and_then(|status| status.migration.as_ref());
+    if let Some(now) = &status.migration
+        && migration.map(|before| (&before.requested_at, &before.phase)) != Some((&now.requested_at, &now.phase))
+    {
+        let warning = matches!(now.phase.as_str(), "Failed" | "Skipped");
+        let note = format!("migration \"{}\": {}", now.requested_at, now.message.clone().unwrap_or_default());
+        event(context, object, warning, &format!("Migration{}", now.phase), note).await;
+    }
+}
+
+async fn event(context: &Context, object: &GuardedWukong, warning: bool, reason: &str, note: String) {
+    let kind = if warning { EventType::Warning } else { EventType::Normal };
+    publish(context, object, kind, reason, note).await;
 }

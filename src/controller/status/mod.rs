@@ -90,6 +90,7 @@ pub fn compute(inputs: &Inputs<'_>) -> WukongStatus {
         networks,
         volumes,
         restart: operations::restart(inputs),
+        migration: operations::migration(inputs),
     }
 }
 
