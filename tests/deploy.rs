@@ -232,7 +232,7 @@ fn kustomizations_name_existing_resources_and_list_every_manifest() {
         .iter()
         .map(|file| file.parent().and_then(Path::file_name).unwrap_or_default().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["crd", "default", "manager", "rbac"]);
+    assert_eq!(names, ["crd", "default", "manager", "policy", "rbac"]);
 
     for file in &kustomizations {
         let shown = file.display().to_string();
@@ -258,7 +258,7 @@ fn kustomizations_name_existing_resources_and_list_every_manifest() {
     }
     let default: Value = wukong::yaml::from_str(&read("config/default/kustomization.yaml")).expect("yaml");
     assert_eq!(default["namespace"], NAMESPACE);
-    assert_eq!(strings(&default, "resources", "config/default"), ["../crd", "../rbac", "../manager"]);
+    assert_eq!(strings(&default, "resources", "config/default"), ["../crd", "../policy", "../rbac", "../manager"]);
 }
 
 /// The checks every operator container must pass, from `config/` or the chart.
