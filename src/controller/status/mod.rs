@@ -9,6 +9,8 @@
 
 pub mod conditions;
 pub mod operations;
+#[cfg(test)]
+mod operations_tests;
 pub mod phase;
 pub mod resources;
 #[cfg(test)]
