@@ -67,6 +67,21 @@ pub fn restart(inputs: &Inputs<'_>) -> Option<RestartStatus> {
         next.phase = OperationPhase::Running;
         next.message = Some(sent.clone());
     }
+    // The instance stopped by itself before the restart was sent (not being
+    // deleted, as it is after a restart): nothing to restart any more.
+    let stopped = instance.filter(|instance| {
+        instance.metadata.uid == next.old_instance_uid
+            && instance.metadata.deletion_timestamp.is_none()
+            && running_uid(Some(instance)).is_none()
+    });
+    if next.phase == OperationPhase::Pending
+        && let Some(instance) = stopped
+    {
+        next.phase = OperationPhase::Skipped;
+        next.message = Some(format!("not restarted: {} before the restart was sent", instance_state(Some(instance))));
+        next.completed_at = now;
+        return Some(next);
+    }
     let replaced = instance.filter(|instance| instance.metadata.uid.is_some() && instance.metadata.uid != next.old_instance_uid);
     let replaced_phase = replaced.and_then(|instance| instance.status.as_ref()).and_then(|status| status.phase.as_deref());
     let replaced_uid = replaced.and_then(|instance| instance.metadata.uid.clone()).unwrap_or_default();

@@ -89,6 +89,20 @@ fn restart_follows_the_token_and_the_instance() {
             Some((OperationPhase::Running, false)),
         ),
         (
+            "pending, the instance stopped before the restart was sent",
+            Some(restart_status(OperationPhase::Pending, Some("u1"))),
+            Some(instance("u1", "Succeeded", json!({}))),
+            Performed::default(),
+            Some((OperationPhase::Skipped, true)),
+        ),
+        (
+            "pending, old gone (sent, the status write lost)",
+            Some(restart_status(OperationPhase::Pending, Some("u1"))),
+            None,
+            Performed::default(),
+            Some((OperationPhase::Pending, false)),
+        ),
+        (
             "running, old gone",
             Some(restart_status(OperationPhase::Running, Some("u1"))),
             None,
