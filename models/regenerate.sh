@@ -11,5 +11,6 @@ generate() {
 }
 generate kubevirt.io_virtualmachines.yaml v1 virtualmachines.rs
 generate kubevirt.io_virtualmachineinstances.yaml v1 virtualmachineinstances.rs
+generate kubevirt.io_virtualmachineinstancemigrations.yaml v1 virtualmachineinstancemigrations.rs
 generate cdi.kubevirt.io_datavolumes.yaml v1beta1 datavolumes.rs
 generate k8s.cni.cncf.io_network-attachment-definitions.yaml v1 network_attachment_definitions.rs

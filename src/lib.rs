@@ -5,7 +5,8 @@
 //! the plan, the child kinds and their pure builders ([`children`]); the
 //! offline renderer ([`render`]) and the controller ([`controller`]) on them;
 //! the process around the controller ([`operate`]) and the command line
-//! ([`cli`]) on top; YAML in and out ([`yaml`]) beside them.
+//! ([`cli`]) on top, and the kubectl plugin ([`plugin`]) beside it; YAML in
+//! and out ([`yaml`]) beside them.
 
 pub mod api;
 pub mod children;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod controller;
 pub mod naming;
 pub mod operate;
+pub mod plugin;
 pub mod render;
 pub mod validate;
 pub mod yaml;

@@ -38,6 +38,14 @@ pub fn cloud_init_secret_name(wukong: &str) -> String {
     child_name(wukong, "cloudinit")
 }
 
+/// Name of the VirtualMachineInstanceMigration of one migration request:
+/// `<wukong>-migration-<8 hex digits of the token's SHA-256>`.
+pub fn migration_name(wukong: &str, token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let hash: String = digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect();
+    child_name(wukong, &format!("migration-{hash}"))
+}
+
 /// Shortens a name to 63 characters: the first 54, a '-', and 8 hex digits of its
 /// SHA-256. Names that fit are returned unchanged.
 pub fn shorten(name: &str) -> String {

@@ -33,6 +33,7 @@ use wukong::controller::context::Stores;
 use wukong::controller::permissions::{LEADER_ELECTION, Permission, cluster};
 use wukong::controller::wukong_resource;
 use wukong_models::datavolume::DataVolume;
+use wukong_models::virtualmachine::VirtualMachine;
 
 /// The operator's namespace in `config/`.
 const NAMESPACE: &str = "wukong-system";
@@ -231,7 +232,7 @@ fn kustomizations_name_existing_resources_and_list_every_manifest() {
         .iter()
         .map(|file| file.parent().and_then(Path::file_name).unwrap_or_default().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["crd", "default", "manager", "rbac"]);
+    assert_eq!(names, ["crd", "default", "manager", "policy", "rbac"]);
 
     for file in &kustomizations {
         let shown = file.display().to_string();
@@ -257,7 +258,7 @@ fn kustomizations_name_existing_resources_and_list_every_manifest() {
     }
     let default: Value = wukong::yaml::from_str(&read("config/default/kustomization.yaml")).expect("yaml");
     assert_eq!(default["namespace"], NAMESPACE);
-    assert_eq!(strings(&default, "resources", "config/default"), ["../crd", "../rbac", "../manager"]);
+    assert_eq!(strings(&default, "resources", "config/default"), ["../crd", "../policy", "../rbac", "../manager"]);
 }
 
 /// The checks every operator container must pass, from `config/` or the chart.
@@ -565,7 +566,7 @@ impl Used {
                 return;
             }
         }
-        panic!("{namespace}/{name} did not converge in 8 passes");
+        panic!("{namespace}/{name} did not converge in 8 passes: {:?}", harness.write_summary());
     }
 }
 
@@ -615,12 +616,47 @@ async fn lifecycle() -> BTreeMap<Access, String> {
     let source = serde_json::to_value(&clone.spec).expect("json")["source"]["pvc"].clone();
     assert_eq!(source, json!({"name": "backup-disk-pvc", "namespace": "backups"}));
 
+    // A restart of the running VM: the restart subresource (404 here: no
+    // virt-api), then the instance deleted.
+    let vm: VirtualMachine = harness.api.get_typed(Some("prod"), "web-server-01-vm").expect("the VM");
+    let labels = vm.spec.template.metadata.clone().unwrap_or_default()["labels"].clone();
+    let instance = json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {
+            "name": "web-server-01-vm", "namespace": "prod", "labels": labels,
+            // Owned by the VM, as KubeVirt does: it goes with the VM.
+            "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": "web-server-01-vm",
+                                 "uid": vm.metadata.uid, "controller": true}],
+        },
+        "spec": {"domain": {"devices": {}}},
+        "status": {"phase": "Running", "nodeName": "node-a"},
+    });
+    harness.api.insert(instance.clone());
+    harness.edit_spec("prod", "web-server-01", |spec| spec["restartRequestedAt"] = json!("lifecycle"));
+    for _ in 0..2 {
+        used.pass(&harness, "prod", "web-server-01").await;
+    }
+    assert!(harness.api.get("kubevirt.io/v1", "virtualmachineinstances", Some("prod"), "web-server-01-vm").is_none(), "restarted");
+    harness.api.insert(instance); // KubeVirt starts the new instance.
+    used.converge(&harness, "prod", "web-server-01").await;
+
+    // A live migration: acknowledged, created, finished (removed later, with the cache disk's edit).
+    harness.edit_spec("prod", "web-server-01", |spec| spec["migration"] = json!({"requestedAt": "lifecycle"}));
+    used.converge(&harness, "prod", "web-server-01").await;
+    let migration = wukong::naming::migration_name("web-server-01", "lifecycle");
+    harness.edit("kubevirt.io/v1", "virtualmachineinstancemigrations", Some("prod"), &migration, |object| {
+        object["status"] = json!({"phase": "Succeeded"});
+    });
+    used.converge(&harness, "prod", "web-server-01").await;
+
     // Remove the cache disk: its claim goes.
     harness.edit_spec("prod", "web-server-01", |spec| {
         spec["disks"].as_array_mut().expect("disks").retain(|disk| disk["name"] != "cache");
     });
     used.converge(&harness, "prod", "web-server-01").await;
     assert!(harness.api.get("v1", "persistentvolumeclaims", Some("prod"), "web-server-01-cache").is_none(), "the cache claim is removed");
+    let finished = harness.api.get("kubevirt.io/v1", "virtualmachineinstancemigrations", Some("prod"), &migration);
+    assert!(finished.is_none(), "the finished migration is removed");
 
     for (namespace, name) in [("prod", "web-server-01"), ("telco", "dpdk-router"), ("default", "restored-vm")] {
         harness.delete_wukong(namespace, name).await;

@@ -62,9 +62,13 @@ const VM_FROM_PVC_YAML: &str = include_str!("../examples/vm-from-pvc.yaml");
 const RESTORED_VM_YAML: &str = include_str!("../examples/restored-vm.yaml");
 
 /// The upstream CRDs the operator watches and writes, one CRD document per file.
-const UPSTREAM_CRDS: [(&str, &str); 4] = [
+const UPSTREAM_CRDS: [(&str, &str); 5] = [
     ("models/crds/kubevirt.io_virtualmachines.yaml", include_str!("../models/crds/kubevirt.io_virtualmachines.yaml")),
     ("models/crds/kubevirt.io_virtualmachineinstances.yaml", include_str!("../models/crds/kubevirt.io_virtualmachineinstances.yaml")),
+    (
+        "models/crds/kubevirt.io_virtualmachineinstancemigrations.yaml",
+        include_str!("../models/crds/kubevirt.io_virtualmachineinstancemigrations.yaml"),
+    ),
     ("models/crds/cdi.kubevirt.io_datavolumes.yaml", include_str!("../models/crds/cdi.kubevirt.io_datavolumes.yaml")),
     (
         "models/crds/k8s.cni.cncf.io_network-attachment-definitions.yaml",

@@ -314,9 +314,11 @@ fn wukong() -> BoxedStrategy<Value> {
         .prop_map(|(name, namespace)| object(vec![("name", Some(name)), ("namespace", namespace)]));
     let compute = (cpu, quantity(), weighted(0.3, strategy), weighted(0.2, prop::bool::ANY));
     let devices = (prop::collection::vec(network(), 0..4), prop::collection::vec(disk(), 0..4));
-    let rest = (weighted(0.6, cloud_init()), weighted(0.5, high_availability()));
+    let eviction = prop_oneof![Just("None"), Just("LiveMigrate"), Just("LiveMigrateIfPossible"), Just("External"), Just("Evict")]
+        .prop_map(Value::from);
+    let rest = (weighted(0.6, cloud_init()), weighted(0.5, high_availability()), weighted(0.3, eviction));
     (metadata, compute, devices, rest)
-        .prop_map(|(metadata, (cpu, memory, run_strategy, auto_start), (networks, disks), (cloud_init, high_availability))| {
+        .prop_map(|(metadata, (cpu, memory, run_strategy, auto_start), (networks, disks), (cloud_init, high_availability, eviction))| {
             let spec = object(vec![
                 ("cpu", Some(cpu)),
                 ("memory", Some(memory)),
@@ -326,6 +328,7 @@ fn wukong() -> BoxedStrategy<Value> {
                 ("disks", (!disks.is_empty()).then(|| disks.into())),
                 ("cloudInit", cloud_init),
                 ("highAvailability", high_availability),
+                ("evictionStrategy", eviction),
             ]);
             json!({"apiVersion": "vm.novasphere.dev/v1alpha1", "kind": "Wukong", "metadata": metadata, "spec": spec})
         })

@@ -256,6 +256,10 @@ fn check_example(wukong: &Wukong, rendered: &[Value]) -> Result<(), String> {
     if template["domain"]["cpu"]["cores"] != spec.cpu || template["domain"]["memory"]["guest"] != spec.memory.as_str() {
         return Err(format!("cpu/memory {} {} do not match the spec", template["domain"]["cpu"], template["domain"]["memory"]));
     }
+    let expected_eviction = spec.eviction_strategy.map(|strategy| serde_json::json!(strategy.as_str()));
+    if template.get("evictionStrategy") != expected_eviction.as_ref() {
+        return Err(format!("evictionStrategy {} instead of {expected_eviction:?}", template["evictionStrategy"]));
+    }
 
     // Networks: bindings, Multus names, stable locally administered MACs, the annotation.
     let interfaces = &template["domain"]["devices"]["interfaces"];

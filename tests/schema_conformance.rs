@@ -2,7 +2,8 @@
 //! (SPEC: "the upstream CRDs are the contract"), every example is valid against
 //! our own CRD, and the committed CRD copy is what `wukong crd` prints.
 //!
-//! VirtualMachine, DataVolume and NetworkAttachmentDefinition are checked with
+//! VirtualMachine, DataVolume, NetworkAttachmentDefinition and (built, as
+//! `render` shows none) VirtualMachineInstanceMigration are checked with
 //! the structural validator in `common::openapi` against `models/crds/`;
 //! PersistentVolumeClaim and Secret are core kinds with no CRD, so they are
 //! round-tripped through the k8s-openapi types: a field those types do not know
@@ -27,8 +28,9 @@ use wukong::render::render;
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Upstream CRDs by the kind they define, with the apiVersion Wukong must use.
-const UPSTREAM: [(&str, &str, &str); 3] = [
+const UPSTREAM: [(&str, &str, &str); 4] = [
     ("kubevirt.io_virtualmachines.yaml", "VirtualMachine", "kubevirt.io/v1"),
+    ("kubevirt.io_virtualmachineinstancemigrations.yaml", "VirtualMachineInstanceMigration", "kubevirt.io/v1"),
     ("cdi.kubevirt.io_datavolumes.yaml", "DataVolume", "cdi.kubevirt.io/v1beta1"),
     ("k8s.cni.cncf.io_network-attachment-definitions.yaml", "NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"),
 ];
@@ -184,6 +186,32 @@ fn every_rendered_object_is_valid_against_its_upstream_schema() {
 }
 
 #[test]
+fn a_built_migration_is_valid_against_its_upstream_schema() {
+    use wukong::children::{BuildInputs, ChildKind, plan};
+    use wukong_models::virtualmachineinstancemigration::VirtualMachineInstanceMigration;
+    let mut wukong: wukong::api::Wukong = documents(&read(&Path::new(MANIFEST).join("examples/web-server-01.yaml")))
+        .into_iter()
+        .map(|document| serde_json::from_value(document).expect("a Wukong"))
+        .next()
+        .expect("one document");
+    wukong.metadata.uid = Some("0f0e0d0c-0000-4000-8000-000000000001".to_string());
+    wukong.spec.migration = Some(wukong::api::Migration {
+        requested_at: "2026-12-02T10:05:00Z".to_string(),
+        node_selector: BTreeMap::from([("topology.kubernetes.io/zone".to_string(), "b".to_string())]),
+    });
+    let mut valid = wukong::validate::validate(&wukong).expect("valid");
+    valid.migration_in_progress = Some(wukong::naming::migration_name(&valid.name, "2026-12-02T10:05:00Z"));
+    let plan = plan(&valid);
+    let built = VirtualMachineInstanceMigration::build(&valid, &plan, &BuildInputs::default());
+    assert_eq!(built.len(), 1, "one migration while it is in progress");
+    let document = serde_json::to_value(&built[0]).expect("json");
+    assert_eq!(document["spec"]["vmiName"], "web-server-01-vm");
+    assert_eq!(document["spec"]["addedNodeSelector"], json!({"topology.kubernetes.io/zone": "b"}));
+    assert_eq!(document["metadata"]["ownerReferences"][0]["kind"], "Wukong");
+    assert_eq!(check_document(&document), Vec::<String>::new());
+}
+
+#[test]
 fn the_checks_have_teeth() {
     let example = Path::new(MANIFEST).join("examples/web-server-01.yaml");
     let rendered = rendered_documents(&example);
@@ -243,11 +271,12 @@ fn our_crd_refuses_what_the_parser_refuses() {
     let schema = wukong_schema();
     let base = documents(&read(&Path::new(MANIFEST).join("examples/web-server-01.yaml"))).remove(0);
     type Mutate = fn(&mut Value);
-    let mutations: [(&str, Mutate, &str); 5] = [
+    let mutations: [(&str, Mutate, &str); 6] = [
         ("typo", |w| w["spec"]["disks"][0]["storageClass"] = json!("x"), r#"spec.disks[0].storageClass: unknown field "storageClass""#),
         ("type", |w| w["spec"]["cpu"] = json!("four"), "spec.cpu: expected integer, got string"),
         ("range", |w| w["spec"]["cpu"] = json!(0), "spec.cpu: must be greater than or equal to 1"),
         ("enum", |w| w["spec"]["networks"][0]["type"] = json!("macvtap"), "spec.networks[0].type: unsupported value"),
+        ("eviction", |w| w["spec"]["evictionStrategy"] = json!("Evict"), "spec.evictionStrategy: unsupported value"),
         ("duplicate", |w| w["spec"]["disks"][1]["name"] = json!("system"), "spec.disks[1]: duplicate entry with key name=\"system\""),
     ];
     for (what, mutate, expected) in mutations {

@@ -403,6 +403,11 @@ fn each_mistake_is_reported_with_its_field_and_message() {
             vec!["spec.highAvailability.nodeSelector.node-role/vm: \"yes please\" is not a valid label value".into()],
         ),
         (
+            "bad migration nodeSelector key",
+            vec![("spec.migration", Some("{requestedAt: t1, nodeSelector: {'zone b': x}}"))],
+            vec!["spec.migration.nodeSelector: \"zone b\" is not a valid label key".into()],
+        ),
+        (
             "Exists toleration with value",
             vec![("spec.highAvailability.tolerations[0].operator", Some("Exists"))],
             vec!["spec.highAvailability.tolerations[0].value: an Exists toleration takes no value".into()],

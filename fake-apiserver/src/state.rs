@@ -114,7 +114,8 @@ impl State {
         let unsupported =
             || Failure::new(405, "MethodNotAllowed", format!("FakeApi does not support {} on {}", request.verb, request.path));
         if target.subresource.is_some() && !target.is_status() {
-            return Err(unsupported());
+            // As a real API server without the aggregated API (e.g. virt-api's `restart`).
+            return Err(Failure::new(404, "NotFound", "the server could not find the requested resource"));
         }
         if target.is_status() && !self.has_status_subresource(&target.plural) {
             return Err(Failure::new(404, "NotFound", "the server could not find the requested resource"));

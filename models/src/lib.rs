@@ -17,6 +17,11 @@ pub mod virtualmachineinstance {
     include!("generated/virtualmachineinstances.rs");
 }
 
+/// KubeVirt `kubevirt.io/v1` VirtualMachineInstanceMigration.
+pub mod virtualmachineinstancemigration {
+    include!("generated/virtualmachineinstancemigrations.rs");
+}
+
 /// CDI `cdi.kubevirt.io/v1beta1` DataVolume.
 pub mod datavolume {
     include!("generated/datavolumes.rs");

@@ -78,6 +78,68 @@ pub struct WukongSpec {
     /// restart behaviour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high_availability: Option<HighAvailability>,
+
+    /// What KubeVirt does with the running VM when its node is drained: `None`
+    /// (stop it; the run strategy may start it elsewhere), `LiveMigrate`
+    /// (migrate it; the drain waits until it can), `LiveMigrateIfPossible`
+    /// (migrate it when it can be migrated, else as `None`) or `External`
+    /// (block the eviction and let an external controller act). Unset: the
+    /// cluster's default (KubeVirt's `evictionStrategy` setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_strategy: Option<EvictionStrategy>,
+
+    /// A restart request: each new value (any token, e.g. the time of the
+    /// request) restarts the running VM once; `status.restart` acknowledges
+    /// it. Re-applying the same value, or removing it, does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub restart_requested_at: Option<String>,
+
+    /// A live-migration request: each new `requestedAt` migrates the running
+    /// VM once; `status.migration` acknowledges it. Setting or changing it needs
+    /// the right to create VirtualMachineInstanceMigrations in the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// A live-migration request.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Migration {
+    /// The request's token (any value, e.g. the time of the request): each new
+    /// value migrates the VM once. Re-applying the same value does nothing.
+    #[schemars(length(min = 1, max = 128))]
+    pub requested_at: String,
+
+    /// Labels the target node must have, in addition to the VM's own node
+    /// selector (KubeVirt's `addedNodeSelector`); unset: any node the VM may run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+// KubeVirt's eviction strategy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EvictionStrategy {
+    /// The VM is stopped when its node is drained.
+    None,
+    /// The VM is live-migrated when its node is drained.
+    LiveMigrate,
+    /// The VM is live-migrated when it can be, otherwise stopped.
+    LiveMigrateIfPossible,
+    /// The eviction is blocked and signalled to an external controller.
+    External,
+}
+
+impl EvictionStrategy {
+    /// The name KubeVirt uses for this strategy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::LiveMigrate => "LiveMigrate",
+            Self::LiveMigrateIfPossible => "LiveMigrateIfPossible",
+            Self::External => "External",
+        }
+    }
 }
 
 // A KubeVirt run strategy.

@@ -45,6 +45,102 @@ pub struct WukongStatus {
     /// State of each disk's volume, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeStatus>,
+
+    /// The last restart request (`spec.restartRequestedAt`) and what became of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartStatus>,
+
+    /// The last live-migration request (`spec.migration`) and what became of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationStatus>,
+}
+
+/// What became of one live-migration request.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    /// The token of `spec.migration.requestedAt` this status acknowledges.
+    pub requested_at: String,
+    /// The VirtualMachineInstanceMigration carrying it (none when Skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The migration's phase as KubeVirt reports it (Pending, Scheduling,
+    /// Scheduled, PreparingTarget, TargetReady, Running, Succeeded, Failed),
+    /// or Skipped when the VM could not be migrated.
+    pub phase: String,
+    /// Node the VM migrates from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_node: Option<String>,
+    /// Node the VM migrates to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_node: Option<String>,
+    /// Why the migration is in this phase (KubeVirt's own reason when it refuses or fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the migration finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+impl MigrationStatus {
+    /// Whether the migration is over (Succeeded, Failed or Skipped).
+    pub fn is_final(&self) -> bool {
+        matches!(self.phase.as_str(), "Succeeded" | "Failed" | "Skipped")
+    }
+}
+
+/// What became of one restart request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartStatus {
+    /// The token of `spec.restartRequestedAt` this status acknowledges.
+    pub requested_at: String,
+    /// Pending (acknowledged, not yet sent), Running (sent; waiting for a new
+    /// instance), Succeeded, Failed or Skipped (the VM was not running).
+    pub phase: OperationPhase,
+    /// Why the operation is in this phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// UID of the instance that ran when the request was acknowledged; the
+    /// restart succeeds once an instance with another UID runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_instance_uid: Option<String>,
+    /// When the operation finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+// The phase of a day-2 operation the operator performs itself.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum OperationPhase {
+    /// Acknowledged, not yet sent to KubeVirt.
+    Pending,
+    /// Sent to KubeVirt; waiting for the result.
+    Running,
+    /// Done.
+    Succeeded,
+    /// KubeVirt could not do it.
+    Failed,
+    /// Not done: the VM was not in a state that allows it.
+    Skipped,
+}
+
+impl OperationPhase {
+    /// The spelling in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
+        }
+    }
+
+    /// Whether the operation is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped)
+    }
 }
 
 // Summary phase.

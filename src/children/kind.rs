@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use wukong_models::datavolume::DataVolume;
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
+use wukong_models::virtualmachineinstancemigration::VirtualMachineInstanceMigration;
 
 use super::plan::Plan;
 use crate::api::Wukong;
@@ -102,13 +103,15 @@ pub trait EachKind {
 }
 
 /// Runs `visitor` over every registered kind, in apply order: attachments and
-/// the cloud-init Secret first, then volumes, the VirtualMachine last.
+/// the cloud-init Secret first, then volumes, the VirtualMachine, and last
+/// the migration of its instance.
 pub fn for_each_kind<V: EachKind>(visitor: &mut V) {
     visitor.kind::<NetworkAttachmentDefinition>();
     visitor.kind::<Secret>();
     visitor.kind::<PersistentVolumeClaim>();
     visitor.kind::<DataVolume>();
     visitor.kind::<VirtualMachine>();
+    visitor.kind::<VirtualMachineInstanceMigration>();
 }
 
 /// The `kind` of every registered kind, in apply order.
@@ -189,6 +192,16 @@ mod tests {
 
     #[test]
     fn kinds_are_registered_once_in_apply_order() {
-        assert_eq!(kind_names(), ["NetworkAttachmentDefinition", "Secret", "PersistentVolumeClaim", "DataVolume", "VirtualMachine"]);
+        assert_eq!(
+            kind_names(),
+            [
+                "NetworkAttachmentDefinition",
+                "Secret",
+                "PersistentVolumeClaim",
+                "DataVolume",
+                "VirtualMachine",
+                "VirtualMachineInstanceMigration"
+            ]
+        );
     }
 }

@@ -93,6 +93,7 @@ pub fn virtual_machine(wukong: &ValidWukong, plan: &Plan) -> VirtualMachine {
                     node_selector: (!high_availability.node_selector.is_empty()).then(|| high_availability.node_selector.clone()),
                     tolerations: tolerations(&high_availability),
                     affinity: affinity(&high_availability),
+                    eviction_strategy: wukong.spec.eviction_strategy.map(|strategy| strategy.as_str().to_string()),
                     ..Default::default()
                 }),
             },

@@ -19,6 +19,7 @@ pub mod diff;
 pub mod health;
 pub mod metrics;
 pub mod observe;
+pub mod operations;
 pub mod ownership;
 pub mod permissions;
 pub mod reconcile;

@@ -63,6 +63,8 @@ pub struct Observed {
     pub wait_for_first_consumer: BTreeMap<String, bool>,
     /// Objects with a child's name that belong to someone else: (kind, name).
     pub foreign: Vec<(String, String)>,
+    /// What the operations step sent this pass (nothing before it runs).
+    pub operations: super::operations::Performed,
 }
 
 impl Observed {

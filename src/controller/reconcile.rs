@@ -21,6 +21,7 @@ use super::checks::{ValidateError, check, validate_spec};
 use super::cleanup::{CleanupError, cleanup};
 use super::context::Context;
 use super::observe::{Observed, observe};
+use super::operations::{OperationError, announce as announce_operations, operate};
 use super::ownership::FINALIZER;
 use super::report::{StatusError, publish, report};
 use super::resolve::{ResolveError, resolve};
@@ -65,6 +66,9 @@ pub enum Error {
     /// The cleanup step failed.
     #[error(transparent)]
     Cleanup(#[from] CleanupError),
+    /// The operations step (day-2 operations) failed.
+    #[error(transparent)]
+    Operation(#[from] OperationError),
 }
 
 impl Error {
@@ -76,6 +80,7 @@ impl Error {
             Self::Apply(_) => "ApplyFailed",
             Self::Status(_) => "StatusFailed",
             Self::Cleanup(_) => "CleanupFailed",
+            Self::Operation(_) => "OperationFailed",
         }
     }
 
@@ -89,6 +94,7 @@ impl Error {
             Self::Status(StatusError::Write { source, .. }) => source,
             Self::Cleanup(CleanupError::Remove(ApplyError::Apply { source, .. } | ApplyError::Remove { source, .. })) => source,
             Self::Cleanup(CleanupError::DeleteVm { source, .. } | CleanupError::Finalizer { source, .. }) => source,
+            Self::Operation(error) => error.source_error(),
         };
         match source {
             kube::Error::Api(status) if !status.reason.is_empty() => status.reason.clone(),
@@ -105,6 +111,7 @@ impl Error {
             Self::Apply(_) => "apply",
             Self::Status(_) => "status",
             Self::Cleanup(_) => "cleanup",
+            Self::Operation(_) => "operations",
         }
     }
 }
@@ -145,9 +152,14 @@ async fn steps(object: &GuardedWukong, context: &Context) -> Result<Action, Erro
     // Children only become orphans when the spec changes: scan for them when the
     // generation moved since the last status (which a cut-short pass never wrote).
     let scan_for_orphans = object.status().and_then(|status| status.observed_generation) != wukong.metadata.generation;
-    let applied = match apply(context, &valid, &plan, &inputs, &observed, scan_for_orphans).await {
+    let mut applied = match apply(context, &valid, &plan, &inputs, &observed, scan_for_orphans).await {
         Ok(applied) => applied,
         Err(error) => return fail(context, object, &plan, &observed, Error::Apply(error)).await,
+    };
+    // Day-2 operations (controller/operations.rs): what the status acknowledged is sent once.
+    applied.observed.operations = match operate(context, wukong, &plan, &applied.observed).await {
+        Ok(performed) => performed,
+        Err(error) => return fail(context, object, &plan, &applied.observed, Error::Operation(error)).await,
     };
     let created = observed.virtual_machine().is_none() && applied.observed.virtual_machine().is_some();
     if !created {
@@ -201,6 +213,7 @@ async fn status(
             return Ok(Some(hold));
         }
     }
+    announce_operations(context, object, &computed).await;
     if let Err(error) = report(context, object, &computed, failure).await {
         publish(context, object, EventType::Warning, "StatusFailed", error.to_string()).await;
         return Err(Error::Status(error));

@@ -80,6 +80,9 @@ pub struct ValidWukong {
     pub networks: Vec<ParsedNetwork>,
     /// Requested size of each disk in bytes (`None` for existing claims), in spec order.
     pub disk_sizes: Vec<Option<u128>>,
+    /// The VirtualMachineInstanceMigration of the current migration request,
+    /// once the status acknowledged it and while it is not finished.
+    pub migration_in_progress: Option<String>,
 }
 
 /// Validates a Wukong and returns it with its parsed values, or every problem.
@@ -111,6 +114,9 @@ pub fn validate(wukong: &Wukong) -> Result<ValidWukong, Problems> {
     if let Some(high_availability) = &spec.high_availability {
         scheduling::check(&mut collector, high_availability);
     }
+    if let Some(migration) = &spec.migration {
+        scheduling::check_node_selector(&mut collector, "spec.migration.nodeSelector", &migration.node_selector);
+    }
     if !collector.problems.is_empty() {
         return Err(Problems(collector.problems));
     }
@@ -123,7 +129,16 @@ pub fn validate(wukong: &Wukong) -> Result<ValidWukong, Problems> {
         memory_bytes,
         networks,
         disk_sizes,
+        migration_in_progress: migration_in_progress(wukong),
     })
+}
+
+/// The migration of the current `spec.migration` token that the status
+/// acknowledged with a VirtualMachineInstanceMigration and that is not finished.
+fn migration_in_progress(wukong: &Wukong) -> Option<String> {
+    let token = &wukong.spec.migration.as_ref()?.requested_at;
+    let acknowledged = wukong.status.as_ref()?.migration.as_ref()?;
+    (acknowledged.requested_at == *token && !acknowledged.is_final()).then(|| acknowledged.name.clone()).flatten()
 }
 
 /// The run strategy of the VirtualMachine: the explicit `runStrategy`; else

@@ -1,7 +1,7 @@
 //! Validation of `spec.highAvailability`.
 //!
-//! In: the placement section. Out: problems for node selector labels,
-//! tolerations and the anti-affinity group.
+//! In: the placement section (and the migration's node selector). Out:
+//! problems for node selector labels, tolerations and the anti-affinity group.
 
 use super::Collector;
 use super::names::{is_label_key, is_label_value};
@@ -9,14 +9,7 @@ use crate::api::{HighAvailability, TaintEffect, TolerationOperator};
 
 pub(crate) fn check(collector: &mut Collector, high_availability: &HighAvailability) {
     let path = "spec.highAvailability";
-    for (key, value) in &high_availability.node_selector {
-        if !is_label_key(key) {
-            collector.push(format!("{path}.nodeSelector"), format!("\"{key}\" is not a valid label key"));
-        }
-        if !is_label_value(value) {
-            collector.push(format!("{path}.nodeSelector.{key}"), format!("\"{value}\" is not a valid label value"));
-        }
-    }
+    check_node_selector(collector, &format!("{path}.nodeSelector"), &high_availability.node_selector);
     for (index, toleration) in high_availability.tolerations.iter().enumerate() {
         let field = format!("{path}.tolerations[{index}]");
         if let Some(key) = &toleration.key
@@ -51,6 +44,18 @@ pub(crate) fn check(collector: &mut Collector, high_availability: &HighAvailabil
             && !is_label_key(topology)
         {
             collector.push(format!("{path}.antiAffinity.topologyKey"), format!("\"{topology}\" is not a valid label key"));
+        }
+    }
+}
+
+/// Checks the labels of a node selector at `path`.
+pub(crate) fn check_node_selector(collector: &mut Collector, path: &str, selector: &std::collections::BTreeMap<String, String>) {
+    for (key, value) in selector {
+        if !is_label_key(key) {
+            collector.push(path, format!("\"{key}\" is not a valid label key"));
+        }
+        if !is_label_value(value) {
+            collector.push(format!("{path}.{key}"), format!("\"{value}\" is not a valid label value"));
         }
     }
 }

@@ -114,7 +114,8 @@ fn run(rule: &Rule, value: &Value) -> Result<bool, String> {
 }
 
 /// JSON to CEL, with every integer an `int` as in Kubernetes.
-fn to_cel(value: &Value) -> cel_interpreter::Value {
+/// A JSON value as a CEL value.
+pub fn to_cel(value: &Value) -> cel_interpreter::Value {
     use cel_interpreter::Value as Cel;
     match value {
         Value::Null => Cel::Null,

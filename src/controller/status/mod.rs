@@ -4,10 +4,13 @@
 //!
 //! In: [`Inputs`]. Out: the [`WukongStatus`] ([`compute`]): the phase
 //! ([`phase`]), the conditions ([`conditions`]) and the per-network and
-//! per-disk statuses ([`resources`]). No client, no clock (the time comes in),
+//! per-disk statuses ([`resources`]) and the day-2 operations ([`operations`]). No client, no clock (the time comes in),
 //! no randomness; the controller's `report` module only writes the result.
 
 pub mod conditions;
+pub mod operations;
+#[cfg(test)]
+mod operations_tests;
 pub mod pacing;
 pub mod phase;
 pub mod resources;
@@ -89,6 +92,8 @@ pub fn compute(inputs: &Inputs<'_>) -> WukongStatus {
         conditions,
         networks,
         volumes,
+        restart: operations::restart(inputs),
+        migration: operations::migration(inputs),
     }
 }
 
