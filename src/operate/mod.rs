@@ -48,7 +48,7 @@ pub struct RunOptions {
     /// Seconds after its creation during which a converging Wukong's
     /// intermediate statuses are held, so it usually costs one status write
     /// (0: every change is written at once).
-    #[arg(long, default_value_t = 20, env = "WUKONG_STATUS_SETTLE_SECONDS")]
+    #[arg(long, default_value_t = 60, env = "WUKONG_STATUS_SETTLE_SECONDS")]
     pub status_settle_seconds: u64,
     /// Seconds between writes of a changed import progress alone.
     #[arg(long, default_value_t = 5, env = "WUKONG_PROGRESS_INTERVAL_SECONDS")]

@@ -38,13 +38,21 @@ pub enum Pace {
     Hold(Duration),
 }
 
-/// Whether a status is still on its way to a settled state.
+/// Whether a status is still on its way to a settled state: no step failed,
+/// and the VM is not there yet, or runs while its volumes are still binding or
+/// importing, its attachments are missing or KubeVirt does not call it ready.
 fn is_converging(status: &WukongStatus) -> bool {
-    let failing = status
-        .conditions
-        .iter()
-        .any(|condition| (condition.type_ == "Valid" || condition.type_ == "Synced") && condition.status == "False");
-    matches!(status.phase, Some(Phase::Pending | Phase::Creating) | None) && !failing
+    let condition_false = |type_: &str| status.conditions.iter().any(|condition| condition.type_ == type_ && condition.status == "False");
+    if condition_false("Valid") || condition_false("Synced") {
+        return false;
+    }
+    let volumes_settling =
+        status.volumes.iter().any(|volume| !volume.bound || volume.phase.as_deref().is_some_and(|phase| phase.ends_with("InProgress")));
+    match status.phase {
+        Some(Phase::Pending | Phase::Creating) | None => true,
+        Some(Phase::Running) => volumes_settling || condition_false("NetworksConfigured") || condition_false("Ready"),
+        Some(Phase::Stopped | Phase::Error) => false,
+    }
 }
 
 /// Whether `new` differs from `previous` only in the import progress of its volumes.
@@ -87,7 +95,13 @@ mod tests {
     fn status(phase: Phase, progress: &str) -> WukongStatus {
         WukongStatus {
             phase: Some(phase),
-            volumes: vec![VolumeStatus { name: "system".to_string(), progress: Some(progress.to_string()), ..VolumeStatus::default() }],
+            volumes: vec![VolumeStatus {
+                name: "system".to_string(),
+                bound: true,
+                phase: Some("Succeeded".to_string()),
+                progress: Some(progress.to_string()),
+                ..VolumeStatus::default()
+            }],
             ..WukongStatus::default()
         }
     }
@@ -110,6 +124,20 @@ mod tests {
         assert_eq!(pace(&PACING, None, &status(Phase::Running, "100%"), seconds(3), None), Pace::Write, "settled");
         assert_eq!(pace(&PACING, None, &status(Phase::Stopped, "100%"), seconds(3), None), Pace::Write, "settled");
         assert_eq!(pace(&PACING, None, &status(Phase::Error, "10%"), seconds(3), None), Pace::Write, "an error is news");
+    }
+
+    #[test]
+    fn a_running_vm_whose_volumes_or_readiness_still_settle_is_held_in_the_window() {
+        let mut importing = status(Phase::Running, "40%");
+        importing.volumes[0].phase = Some("ImportInProgress".to_string());
+        assert_eq!(pace(&PACING, None, &importing, seconds(3), None), Pace::Hold(seconds(17)));
+        let mut unbound = status(Phase::Running, "100%");
+        unbound.volumes[0].bound = false;
+        assert_eq!(pace(&PACING, None, &unbound, seconds(3), None), Pace::Hold(seconds(17)));
+        let mut not_ready = status(Phase::Running, "100%");
+        not_ready.conditions.push(Condition { type_: "Ready".to_string(), status: "False".to_string(), ..Condition::default() });
+        assert_eq!(pace(&PACING, None, &not_ready, seconds(3), None), Pace::Hold(seconds(17)));
+        assert_eq!(pace(&PACING, None, &importing, seconds(20), None), Pace::Write, "the window is over");
     }
 
     #[test]
