@@ -10,21 +10,12 @@
 
 mod common;
 
-use common::fixtures::{DATA_PVC, WEB};
-use common::harness::Harness;
+use common::harness::{Harness, converged_web};
 use serde_json::{Value, json};
 use wukong_models::virtualmachine::VirtualMachine;
 use wukong_models::virtualmachineinstancemigration::VirtualMachineInstanceMigration;
 
 const TOKEN: &str = "2026-12-02T10:05:00Z";
-
-async fn converged_web() -> Harness {
-    let harness = Harness::new();
-    harness.create(DATA_PVC);
-    harness.create_wukong(WEB);
-    harness.converge("prod", "web-server-01", 4).await;
-    harness
-}
 
 /// The VMI KubeVirt runs for `web-server-01-vm` (owned by the VM, as KubeVirt
 /// does), on `node`, in `phase`, with its `LiveMigratable` condition.

@@ -8,19 +8,10 @@
 
 mod common;
 
-use common::fixtures::{DATA_PVC, WEB};
-use common::harness::Harness;
+use common::harness::{Harness, converged_web};
 use serde_json::{Value, json};
 use wukong::api::OperationPhase;
 use wukong_models::virtualmachine::VirtualMachine;
-
-async fn converged_web() -> Harness {
-    let harness = Harness::new();
-    harness.create(DATA_PVC);
-    harness.create_wukong(WEB);
-    harness.converge("prod", "web-server-01", 4).await;
-    harness
-}
 
 /// The VMI KubeVirt runs for `web-server-01-vm`, with `uid`, in `phase`.
 fn seed_instance(harness: &Harness, uid: &str, phase: &str) {

@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::fixtures::{DATA_PVC, WEB};
-use common::harness::Harness;
+use common::fixtures::WEB;
+use common::harness::{Harness, converged_web};
 use serde_json::{Value, json};
 use wukong::api::Phase;
 use wukong_models::virtualmachine::VirtualMachine;
@@ -28,14 +28,6 @@ spec:
   networks: [{name: default, type: pod}]
   disks: [{name: data, size: 10Gi, storageClassName: longhorn}]
 "#;
-
-async fn converged_web() -> Harness {
-    let harness = Harness::new();
-    harness.create(DATA_PVC);
-    harness.create_wukong(WEB);
-    harness.converge("prod", "web-server-01", 4).await;
-    harness
-}
 
 /// The VMI KubeVirt makes for `web-server-01-vm`: the VM template's labels,
 /// and a status for `phase` (a node and the mgmt NIC's addresses once it runs).

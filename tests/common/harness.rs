@@ -27,6 +27,7 @@ use wukong::controller::wukong_resource;
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::fake_api::{FakeApi, Request};
+use super::fixtures::{DATA_PVC, WEB};
 
 /// Refills one child kind's cache from the fake.
 type Refill = Box<dyn FnMut(&FakeApi) + Send>;
@@ -268,4 +269,13 @@ impl Harness {
     pub fn event_reasons(&self) -> Vec<String> {
         self.events().iter().filter_map(|event| event["reason"].as_str().map(str::to_string)).collect()
     }
+}
+
+/// A harness holding web-server-01 and its existing claim, converged.
+pub async fn converged_web() -> Harness {
+    let harness = Harness::new();
+    harness.create(DATA_PVC);
+    harness.create_wukong(WEB);
+    harness.converge("prod", "web-server-01", 4).await;
+    harness
 }
