@@ -8,6 +8,7 @@
 //! server returned them. Existing claims are never touched: only objects this
 //! Wukong controls are ever deleted or released.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,20 +101,12 @@ pub async fn apply(
     let mut applied = Applied { observed: before.clone(), ..Applied::default() };
     let mut steps = ApplyKinds { context, wukong, plan, inputs, steps: Vec::new() };
     for_each_kind(&mut steps);
-    steps.steps.sort_by_key(|(wave, _)| *wave);
-    let mut waves: Vec<Vec<KindStep<'_>>> = Vec::new();
-    let mut current = None;
+    let mut waves: BTreeMap<u8, Vec<KindStep<'_>>> = BTreeMap::new();
     for (wave, step) in steps.steps {
-        if current != Some(wave) {
-            waves.push(Vec::new());
-            current = Some(wave);
-        }
-        if let Some(steps) = waves.last_mut() {
-            steps.push(step);
-        }
+        waves.entry(wave).or_default().push(step);
     }
     // The kinds of a wave do not depend on each other: their writes go out together.
-    for wave in waves {
+    for wave in waves.into_values() {
         for outcome in futures::future::try_join_all(wave).await? {
             merge(&mut applied.changes, outcome.changes);
             (outcome.update)(&mut applied.observed);

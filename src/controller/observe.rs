@@ -197,7 +197,7 @@ fn read_write_users(stores: &Stores, wukong: &Wukong, plan: &Plan, claim: &str) 
         other.meta().namespace.as_deref() == Some(namespace) && other.meta().name != wukong.metadata.name && is_older(other, wukong)
     });
     for other in others.iter().filter_map(|other| other.wukong()) {
-        if wukong_uses_claim_read_write(other, namespace, claim) {
+        if references_claim(other, namespace, claim, false) {
             users.push(format!("Wukong \"{namespace}/{}\"", other.metadata.name.as_deref().unwrap_or_default()));
         }
     }
@@ -221,11 +221,6 @@ fn is_older(other: &GuardedWukong, wukong: &Wukong) -> bool {
         (meta.creation_timestamp.as_ref().map(|time| time.0.to_string()).unwrap_or_default(), meta.name.clone().unwrap_or_default())
     };
     key(other.meta()) < key(&wukong.metadata)
-}
-
-/// Whether `other` references the claim `namespace/claim` read-write.
-fn wukong_uses_claim_read_write(other: &Wukong, namespace: &str, claim: &str) -> bool {
-    references_claim(other, namespace, claim, false)
 }
 
 /// Whether claims of `class` (`""`: the default class) bind on first consumer.
