@@ -59,6 +59,8 @@ fn children_left(harness: &Harness) -> Vec<&'static str> {
 async fn deletion_stops_the_vm_first_then_deletes_every_child_itself() {
     let harness = converged_web(false).await;
     let existing_before = data_pvc(&harness);
+    let written = harness.context.status_writes.lock().expect("status writes lock").contains_key("prod/web-server-01");
+    assert!(written, "converging wrote the status");
     harness.delete_wukong("prod", "web-server-01").await;
     let wukong = harness.wukong("prod", "web-server-01").expect("the finalizer holds the Wukong");
     assert!(!wukong["metadata"]["deletionTimestamp"].is_null());
@@ -89,6 +91,8 @@ async fn deletion_stops_the_vm_first_then_deletes_every_child_itself() {
     assert!(harness.wukong("prod", "web-server-01").is_none(), "the finalizer is gone and so is the Wukong");
     assert_eq!(data_pvc(&harness), existing_before, "the existing claim is untouched");
     assert!(harness.event_reasons().contains(&"Cleanup".to_string()));
+    let writes = harness.context.status_writes.lock().expect("status writes lock");
+    assert!(!writes.contains_key("prod/web-server-01"), "a deleted Wukong's last status write is forgotten: {writes:?}");
 }
 
 #[tokio::test]

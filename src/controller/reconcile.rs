@@ -204,7 +204,8 @@ async fn status(
     };
     let computed = compute(&inputs);
     let key = format!("{}/{}", plan.namespace, plan.wukong);
-    if object.status() != Some(&computed) {
+    let changed = object.status() != Some(&computed);
+    if changed {
         let created = object.meta().creation_timestamp.as_ref().map(|time| time.0.to_string());
         let last_write = context.status_writes.lock().ok().and_then(|writes| writes.get(&key).cloned());
         let age = created.as_deref().and_then(|created| elapsed(created, &now)).unwrap_or(Duration::MAX);
@@ -218,9 +219,7 @@ async fn status(
         publish(context, object, EventType::Warning, "StatusFailed", error.to_string()).await;
         return Err(Error::Status(error));
     }
-    if object.status() != Some(&computed)
-        && let Ok(mut writes) = context.status_writes.lock()
-    {
+    if changed && let Ok(mut writes) = context.status_writes.lock() {
         writes.insert(key, now);
     }
     Ok(None)
@@ -288,6 +287,12 @@ async fn delete(context: &Context, object: &GuardedWukong) -> Result<Action, Err
     let (cleaned, action) = cleanup(context, object).await?;
     announce(context, object, &cleaned.changes, ("Cleanup", "")).await;
     if cleaned.finished {
+        // The Wukong is gone: forget when its status was last written.
+        let key =
+            format!("{}/{}", object.meta().namespace.as_deref().unwrap_or_default(), object.meta().name.as_deref().unwrap_or_default());
+        if let Ok(mut writes) = context.status_writes.lock() {
+            writes.remove(&key);
+        }
         info!(namespace = ?object.meta().namespace, name = ?object.meta().name, "cleanup finished");
     }
     Ok(action)
