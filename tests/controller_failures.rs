@@ -303,9 +303,33 @@ async fn two_passes_before_the_watches_catch_up_create_no_duplicates() {
         "server-side apply, never a create: {:?}",
         harness.write_summary()
     );
+    // The pass knows what the first one wrote (controller/recent.rs): it
+    // writes no child and no finalizer again, only the status.
+    let writes = harness.write_summary();
+    let objects = writes.iter().filter(|write| !write.contains("/events"));
+    assert!(objects.clone().all(|write| write.contains("/status")), "only the status is written: {writes:?}");
     assert_eq!(census(&harness), CONVERGED_WEB);
     let vm: VirtualMachine = harness.api.get_typed(Some("prod"), "web-server-01-vm").expect("vm");
     assert_eq!(vm.metadata.owner_references.expect("owner").len(), 1);
+    harness.converge("prod", "web-server-01", 3).await;
+    assert_eq!(census(&harness), CONVERGED_WEB);
+}
+
+#[tokio::test]
+async fn a_pass_with_a_stale_wukong_starts_from_the_operators_own_write() {
+    let harness = Harness::new();
+    harness.create(DATA_PVC);
+    harness.create_wukong(WEB);
+    let stale = wukong::api::GuardedWukong::from_value(harness.wukong("prod", "web-server-01").expect("wukong"));
+    harness.reconcile("prod", "web-server-01").await.expect("first pass adds the finalizer");
+    harness.api.clear_requests();
+    reconcile(Arc::new(stale), harness.context.clone()).await.expect("the pass uses the written Wukong, not the stale one");
+
+    let writes = harness.write_summary();
+    assert!(
+        !writes.iter().any(|write| write.contains("wukongs/web-server-01") && !write.contains("/status")),
+        "no finalizer again: {writes:?}"
+    );
     harness.converge("prod", "web-server-01", 3).await;
     assert_eq!(census(&harness), CONVERGED_WEB);
 }
@@ -317,6 +341,8 @@ async fn a_pass_with_a_stale_wukong_conflicts_on_the_finalizer_then_converges() 
     harness.create_wukong(WEB);
     let stale = wukong::api::GuardedWukong::from_value(harness.wukong("prod", "web-server-01").expect("wukong"));
     harness.reconcile("prod", "web-server-01").await.expect("first pass adds the finalizer");
+    // An operator that does not know the write (another replica, a restart).
+    harness.context.recent.clear();
     let error = reconcile(Arc::new(stale), harness.context.clone()).await.expect_err("the stale object's finalizer patch conflicts");
 
     assert!(matches!(error, Error::Finalizer { .. }), "{error:?}");

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::{Client, Resource};
 use wukong::api::Wukong;
@@ -37,6 +38,11 @@ pub async fn created_objects(client: &Client, namespace: &str) -> Result<usize, 
         other => other?,
     };
     Ok(wukongs + children + instances)
+}
+
+/// How many PersistentVolumeClaims `namespace` holds (the operator's and those the stand-in or CDI made).
+pub async fn count_claims(client: &Client, namespace: &str) -> Result<usize, BenchError> {
+    count::<PersistentVolumeClaim>(client, namespace, &ListParams::default()).await
 }
 
 /// Bytes of one of the run's VirtualMachines as JSON, `managedFields` left

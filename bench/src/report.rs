@@ -57,8 +57,12 @@ pub struct Report {
     pub peak_rss_bytes: f64,
     /// CPU time the operator spent from the first create to its last write.
     pub operator_cpu_seconds: f64,
-    /// Delete of every Wukong to nothing left.
+    /// Delete of every Wukong to nothing left (claims gone too, after
+    /// kube-controller-manager removed their protection finalizer).
     pub delete_seconds: f64,
+    /// Delete of every Wukong to the last Wukong gone: the operator's part
+    /// (its cleanup deleted every child and removed its finalizer).
+    pub delete_wukongs_seconds: f64,
     /// Children still present when the delete wait ended.
     pub leftover_children: usize,
     /// Wukongs that did not converge in time.
@@ -75,7 +79,10 @@ pub struct Report {
     pub ratio: Option<f64>,
     /// Objects the run made and its delete removed: Wukongs, objects of the child kinds, VirtualMachineInstances.
     pub delete_objects: usize,
-    /// Seconds a plain parallel client needs to delete `delete_objects` ConfigMaps.
+    /// How many of `delete_objects` are PersistentVolumeClaims.
+    pub delete_claims: usize,
+    /// Seconds a plain parallel client needs to delete `delete_objects`
+    /// objects, `delete_claims` of them claims, until they are gone.
     pub delete_floor_seconds: f64,
     /// `delete_seconds / delete_floor_seconds`.
     pub delete_ratio: Option<f64>,
@@ -132,10 +139,16 @@ impl Report {
                     ratio(self.ratio)
                 ),
             ),
-            ("delete", format!("{:.2} s", self.delete_seconds)),
+            ("delete", format!("{:.2} s (last Wukong gone after {:.2} s)", self.delete_seconds, self.delete_wukongs_seconds)),
             (
                 "delete floor",
-                format!("{:.2} s for {} objects (ratio {})", self.delete_floor_seconds, self.delete_objects, ratio(self.delete_ratio)),
+                format!(
+                    "{:.2} s for {} objects, {} of them claims (ratio {})",
+                    self.delete_floor_seconds,
+                    self.delete_objects,
+                    self.delete_claims,
+                    ratio(self.delete_ratio)
+                ),
             ),
             ("leftover children", self.leftover_children.to_string()),
             ("unconverged", self.unconverged.to_string()),

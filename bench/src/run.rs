@@ -30,7 +30,7 @@ use wukong::controller::wukong_resource;
 use crate::BenchOptions;
 use crate::count::RequestCounter;
 use crate::floor::FloorWork;
-use crate::objects::{count_children, created_objects, object_bytes};
+use crate::objects::{count_children, count_claims, created_objects, object_bytes};
 use crate::operator::{Operator, STOP_GRACE, wukong_binary};
 use crate::report::{Latency, Report, percentile, ratio};
 use crate::scrape::{Sample, ScrapeError, scrape};
@@ -211,7 +211,9 @@ pub async fn run(config: kube::Config, options: &BenchOptions, kubeconfig: Optio
     let fake = options.fake_kubevirt.then(|| tokio::spawn(crate::fake_kubevirt::run(stand_in_client, namespace.clone())));
     let stand_in = options.fake_kubevirt.then_some(&stand_in);
 
-    let result = measure(client.clone(), options, &namespace, Start { operator: &before, stand_in }, &peak).await;
+    let stand_in_task = fake.as_ref().map(tokio::task::JoinHandle::abort_handle);
+    let start = Start { operator: &before, stand_in, stand_in_task };
+    let result = measure(client.clone(), options, &namespace, start, &peak).await;
 
     if let Some(fake) = fake {
         fake.abort();
@@ -225,10 +227,13 @@ pub async fn run(config: kube::Config, options: &BenchOptions, kubeconfig: Optio
     result
 }
 
-/// The counters at the start: the operator's metrics and the stand-in's counter (when it runs).
+/// The counters at the start: the operator's metrics and the stand-in's
+/// counter and task (when it runs).
 struct Start<'a> {
     operator: &'a Sample,
     stand_in: Option<&'a RequestCounter>,
+    /// Stopped once the delete is done, so it writes nothing during the floors.
+    stand_in_task: Option<tokio::task::AbortHandle>,
 }
 
 async fn measure(
@@ -263,15 +268,21 @@ async fn measure(
     let missing = options.shape.children() * created.len();
     let missing = missing.saturating_sub(count_children(&client, namespace).await?);
     let delete_objects = created_objects(&client, namespace).await?;
+    let delete_claims = count_claims(&client, namespace).await?;
     let object_bytes = object_bytes(&client, namespace).await?;
 
     let delete_started = Instant::now();
     delete_all(&client, options, namespace).await?;
-    let leftover = wait_until_empty(&client, namespace, Duration::from_secs(options.timeout)).await?;
+    let emptied = wait_until_empty(&client, namespace, Duration::from_secs(options.timeout)).await?;
     let delete_seconds = delete_started.elapsed().as_secs_f64();
+    let delete_wukongs_seconds = emptied.wukongs_gone.saturating_duration_since(delete_started).as_secs_f64();
 
+    if let Some(task) = &start.stand_in_task {
+        task.abort();
+    }
     let floor_writes = (writes.total() + stand_in_writes).round() as usize;
-    let work = FloorWork { writes: floor_writes, deletes: delete_objects, object_bytes, parallelism: options.parallelism };
+    let work =
+        FloorWork { writes: floor_writes, deletes: delete_objects, claims: delete_claims, object_bytes, parallelism: options.parallelism };
     let floors = crate::floor::measure(&client, namespace, work).await?;
     Ok(Report {
         count: created.len(),
@@ -290,7 +301,8 @@ async fn measure(
         peak_rss_bytes: peak.load(Ordering::Relaxed) as f64,
         operator_cpu_seconds: after.cpu_seconds.unwrap_or(0.0) - start.operator.cpu_seconds.unwrap_or(0.0),
         delete_seconds,
-        leftover_children: leftover,
+        delete_wukongs_seconds,
+        leftover_children: emptied.leftover,
         missing_children: missing,
         unconverged: created.len() - done.len().min(created.len()),
         floor_writes,
@@ -298,6 +310,7 @@ async fn measure(
         floor_seconds: floors.create_seconds,
         ratio: ratio(converge_seconds, floors.create_seconds),
         delete_objects,
+        delete_claims,
         delete_floor_seconds: floors.delete_seconds,
         delete_ratio: ratio(delete_seconds, floors.delete_seconds),
     })
@@ -392,15 +405,37 @@ async fn delete_all(client: &Client, options: &BenchOptions, namespace: &str) ->
     results.into_iter().collect()
 }
 
-/// Waits until no Wukong and no labelled child is left; returns the children left at the timeout.
-async fn wait_until_empty(client: &Client, namespace: &str, timeout: Duration) -> Result<usize, BenchError> {
+/// When a delete ended: the last Wukong gone (the operator's part done), and
+/// everything the run made gone (claims wait for kube-controller-manager to
+/// remove their protection finalizer).
+struct Emptied {
+    /// When the last Wukong was seen gone.
+    wukongs_gone: Instant,
+    /// Labelled children left at the timeout (0 when everything went).
+    leftover: usize,
+}
+
+/// Waits until nothing the run made is left: no Wukong, no object of a child
+/// kind (labelled or not) and no instance.
+async fn wait_until_empty(client: &Client, namespace: &str, timeout: Duration) -> Result<Emptied, BenchError> {
     let wukongs: Api<Wukong> = Api::namespaced(client.clone(), namespace);
     let deadline = Instant::now() + timeout;
+    let mut wukongs_gone = None;
     loop {
-        let remaining = wukongs.list_metadata(&ListParams::default()).await.map_err(api_error("list Wukongs"))?.items.len();
-        let children = count_children(client, namespace).await?;
-        if (remaining == 0 && children == 0) || Instant::now() > deadline {
-            return Ok(children);
+        if wukongs_gone.is_none()
+            && wukongs.list_metadata(&ListParams::default()).await.map_err(api_error("list Wukongs"))?.items.is_empty()
+        {
+            wukongs_gone = Some(Instant::now());
+        }
+        let left = created_objects(client, namespace).await?;
+        if let Some(wukongs_gone) = wukongs_gone.filter(|_| left == 0) {
+            return Ok(Emptied { wukongs_gone, leftover: 0 });
+        }
+        if Instant::now() > deadline {
+            return Ok(Emptied {
+                wukongs_gone: wukongs_gone.unwrap_or_else(Instant::now),
+                leftover: count_children(client, namespace).await?,
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

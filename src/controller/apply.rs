@@ -22,6 +22,7 @@ use super::context::Context;
 use super::diff::is_applied;
 use super::observe::Observed;
 use super::ownership::{DELETION_POLICY_ANNOTATION, RETAINED_FROM_ANNOTATION, cached, owned};
+use super::watches::trim_metadata;
 use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
 use crate::children::plan::{Plan, Volume};
 use crate::children::{BuildInputs, ChildKind, EachKind, for_each_kind};
@@ -163,7 +164,7 @@ impl<'a> EachKind for ApplyKinds<'a> {
                     if let Some(current) = &current {
                         K::prepare(&mut object, current);
                     }
-                    objects.push(ensure(&context.client, object, current, &mut changes.written).await?);
+                    objects.push(ensure(context, object, current, &mut changes.written).await?);
                 }
                 let update: Box<dyn FnOnce(&mut Observed) + Send> = Box::new(move |observed: &mut Observed| observed.set(objects));
                 Ok(KindOutcome { changes, update })
@@ -172,13 +173,16 @@ impl<'a> EachKind for ApplyKinds<'a> {
     }
 }
 
-/// Applies `desired` unless `current` already holds it; returns the object as it is now.
+/// Applies `desired` unless `current` (or this operator's last write of it,
+/// when the cache does not show that yet) already holds it; returns the object
+/// as it is now.
 async fn ensure<K: ChildKind>(
-    client: &Client,
+    context: &Context,
     desired: K,
     current: Option<Arc<K>>,
     written: &mut Vec<String>,
 ) -> Result<Arc<K>, ApplyError> {
+    let current = context.recent.newest(current, &desired.namespace().unwrap_or_default(), &desired.name_any());
     if let Some(current) = current {
         let wanted = serde_json::to_value(&desired).unwrap_or_default();
         let present = serde_json::to_value(current.as_ref()).unwrap_or_default();
@@ -189,13 +193,17 @@ async fn ensure<K: ChildKind>(
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let kind = K::kind(&()).into_owned();
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    let result = api
+    let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
+    let mut result = api
         .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired))
         .await
         .map_err(|source| ApplyError::Apply { kind: kind.clone(), namespace: namespace.clone(), name: name.clone(), source })?;
     written.push(format!("{kind} {name}"));
-    Ok(Arc::new(result))
+    trim_metadata(&mut result);
+    result.trim();
+    let result = Arc::new(result);
+    context.recent.wrote(result.clone());
+    Ok(result)
 }
 
 /// Grows the claims CDI made for imported disks whose size went up (a

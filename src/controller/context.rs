@@ -60,6 +60,8 @@ pub struct Context {
     pub status_writes: Arc<Mutex<HashMap<String, String>>>,
     /// Consecutive failures per Wukong (`namespace/name`), for exponential backoff.
     pub failures: Arc<Mutex<HashMap<String, u32>>>,
+    /// The operator's writes its watches have not delivered yet.
+    pub recent: Arc<super::recent::Recent>,
 }
 
 /// The wall clock.

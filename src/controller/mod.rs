@@ -22,6 +22,7 @@ pub mod observe;
 pub mod operations;
 pub mod ownership;
 pub mod permissions;
+pub mod recent;
 pub mod reconcile;
 pub mod reconnect;
 pub mod report;
@@ -47,6 +48,7 @@ use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 use self::by_kind::ByKind;
 use self::context::{Context, Stores, system_clock};
 use self::health::Health;
+use self::recent::Recent;
 use self::reconnect::ReconnectBackoff;
 use self::status::pacing::Pacing;
 use self::watch_health::WatchHealth;
@@ -91,7 +93,14 @@ pub async fn run_until(
     // Every watch registers with `health.watches` before any stream is polled (see watches.rs).
     let sync = health.watches.clone();
     let all = watcher::Config::default;
+    let recent = Arc::new(Recent::default());
     let (wukongs, wukong_stream) = reflect::<GuardedWukong>(&client, (), all(), keep_all, &sync);
+    let seen = recent.clone();
+    let wukong_stream = wukong_stream.inspect(move |object| {
+        if let Ok(object) = object {
+            seen.seen(object);
+        }
+    });
     let (instances, instance_stream) = reflect::<VirtualMachineInstance>(&client, (), all(), trim_instance, &sync);
     let (storage_classes, class_stream) = reflect::<StorageClass>(&client, (), all(), keep_all, &sync);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
@@ -106,6 +115,7 @@ pub async fn run_until(
         all: children_stores.clone(),
         stores: ByKind::default(),
         controller: Some(controller),
+        recent: recent.clone(),
     };
     for_each_kind(&mut watches);
     let _ = children_stores.set(watches.stores.clone());
@@ -122,6 +132,7 @@ pub async fn run_until(
         pacing: settings.pacing,
         status_writes: Arc::default(),
         failures: Arc::default(),
+        recent,
     });
 
     let _ = health.wukongs.set(wukongs.clone());
@@ -177,6 +188,8 @@ struct ChildWatches<'a> {
     all: Arc<OnceLock<ByKind>>,
     stores: ByKind,
     controller: Option<Controller<GuardedWukong>>,
+    /// Told of every object the watches deliver.
+    recent: Arc<Recent>,
 }
 
 impl EachKind for ChildWatches<'_> {
@@ -187,11 +200,13 @@ impl EachKind for ChildWatches<'_> {
         }
         let (store, stream) = reflect::<K>(&self.client, (), config, K::trim, self.health);
         self.stores.insert(store);
-        let (wukongs, all) = (self.wukongs.clone(), self.all.clone());
-        self.controller = self
-            .controller
-            .take()
-            .map(|controller| controller.watches_stream(stream, move |object: K| owners(&object, &wukongs, all.get())));
+        let (wukongs, all, recent) = (self.wukongs.clone(), self.all.clone(), self.recent.clone());
+        self.controller = self.controller.take().map(|controller| {
+            controller.watches_stream(stream, move |object: K| {
+                recent.seen(&object);
+                owners(&object, &wukongs, all.get())
+            })
+        });
     }
 }
 

@@ -118,6 +118,10 @@ impl Error {
 
 /// Reconciles one Wukong; a failed step is counted by step and reason.
 pub async fn reconcile(object: std::sync::Arc<GuardedWukong>, context: std::sync::Arc<Context>) -> Result<Action, Error> {
+    // The cache may not show this operator's last write of the Wukong yet (its
+    // finalizer, its status): the pass starts from that write then.
+    let (namespace, name) = (object.meta().namespace.clone().unwrap_or_default(), object.meta().name.clone().unwrap_or_default());
+    let object = context.recent.newest(Some(object.clone()), &namespace, &name).unwrap_or(object);
     let result = steps(&object, &context).await;
     if let Err(error) = &result {
         context.metrics.step_failed(error.step(), &error.api_reason());
@@ -328,10 +332,12 @@ async fn add_finalizer(context: &Context, wukong: &Wukong) -> Result<(), Error> 
     finalizers.push(FINALIZER.to_string());
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": wukong.metadata.resource_version}});
     let api: Api<GuardedWukong> = Api::namespaced(context.client.clone(), &namespace);
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| Error::Finalizer {
+    let mut written = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| Error::Finalizer {
         namespace,
         name,
         source,
     })?;
+    super::watches::trim_metadata(&mut written);
+    context.recent.wrote(std::sync::Arc::new(written));
     Ok(())
 }

@@ -117,6 +117,7 @@ impl Harness {
             pacing: wukong::controller::status::pacing::Pacing::IMMEDIATE,
             status_writes: Arc::default(),
             failures: Arc::default(),
+            recent: Arc::default(),
         });
         let writers =
             Writers { wukongs: wukong_writer, instances: instance_writer, storage_classes: class_writer, children: caches.refills };
@@ -140,6 +141,8 @@ impl Harness {
         for child in &mut writers.children {
             child(api);
         }
+        // The caches now show the whole cluster, every write of the operator included.
+        self.context.recent.clear();
     }
 
     /// Seeds a Wukong from YAML.
