@@ -151,8 +151,8 @@ pub async fn run_until(
         clock: system_clock(),
         metrics: health.metrics.clone(),
     });
-    let stop = futures::FutureExt::shared(stop);
-    let pool_controller = tokio::spawn(pools::run(pool_watches, pool_context, stop.clone()));
+    // The pool controller lives as long as this one: aborted when it stops.
+    let pool_controller = tokio::spawn(pools::run(pool_watches, pool_context));
     let metrics = health.metrics.clone();
     info!(concurrency = settings.concurrency, "starting the Wukong controller");
     controller

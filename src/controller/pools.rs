@@ -229,21 +229,19 @@ pub fn watches(
     PoolWatches { pools, pool_stream, leases, lease_stream }
 }
 
-/// Runs the pool controller until `stop` resolves.
+/// Runs the pool controller (until its task is aborted).
 pub async fn run(
     watches: PoolWatches<
         impl futures::Stream<Item = Result<IPPool, watcher::Error>> + Send + 'static,
         impl futures::Stream<Item = Result<IPLease, watcher::Error>> + Send + 'static,
     >,
     context: Arc<PoolContext>,
-    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let PoolWatches { pools, pool_stream, lease_stream, .. } = watches;
     Controller::for_stream(pool_stream, pools)
         .watches_stream(lease_stream, |lease: IPLease| lease.spec.pool.map(|pool| ObjectRef::<IPPool>::new(&pool)))
         .with_config(ControllerConfig::default().concurrency(2))
         .trigger_backoff(ReconnectBackoff::default())
-        .graceful_shutdown_on(stop)
         .run(reconcile_pool, error_policy, context)
         .for_each(|_| futures::future::ready(()))
         .await;
