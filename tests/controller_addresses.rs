@@ -301,3 +301,24 @@ async fn two_networks_of_one_wukong_cannot_declare_one_address() {
     let message = harness.condition("prod", "a", "Valid").message;
     assert!(message.contains("network \"mgmt\" of this Wukong"), "{message}");
 }
+
+#[tokio::test]
+async fn an_ipv6_pool_hands_out_addresses_with_its_prefix() {
+    let harness = Harness::new();
+    harness.create(
+        r#"
+apiVersion: vm.novasphere.dev/v1alpha1
+kind: IPPool
+metadata: {name: vlan100}
+spec: {cidr: "2001:db8:100::/64", gateway: "2001:db8:100::1", dns: ["2001:db8:100::53"]}
+"#,
+    );
+    harness.create_wukong(&wukong("prod", "a", "2026-11-22T09:00:00Z", FROM_POOL));
+    converged(&harness, "prod", "a").await;
+    assert_eq!(addresses_of(&harness, "prod", "a"), ["2001:db8:100::2"], "the anycast ::0 and the gateway ::1 are skipped");
+    let data = network_data(&harness, "prod", "a");
+    assert!(data.contains("2001:db8:100::2/64") && data.contains("2001:db8:100::53"), "{data}");
+    let lease = leases(&harness).pop().expect("a lease");
+    assert_eq!(lease.metadata.name.as_deref(), Some("vlan100.2001-0db8-0100-0000-0000-0000-0000-0002"));
+    assert_eq!(harness.status("prod", "a").networks[0].ip_addresses, ["2001:db8:100::2"]);
+}
