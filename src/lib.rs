@@ -8,6 +8,7 @@
 //! ([`cli`]) on top, and the kubectl plugin ([`plugin`]) beside it; YAML in
 //! and out ([`yaml`]) beside them.
 
+pub mod addresses;
 pub mod api;
 pub mod children;
 pub mod cli;

@@ -4,14 +4,16 @@
 //! every problem with each (parse errors with their field path, then
 //! validation problems), and the children as deterministic multi-document YAML
 //! in apply order — exactly the objects the controller applies, without owner
-//! references (no UID is known offline).
+//! references (no UID is known offline) and, for pool networks, without an
+//! address unless one is given for review.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::api::{GROUP, Wukong};
-use crate::children::{BuildInputs, ChildKind, EachKind, for_each_kind, plan};
+use crate::api::{GROUP, IpMode, Wukong};
+use crate::children::{BuildInputs, ChildKind, EachKind, LeasedAddress, for_each_kind, plan};
 use crate::validate::{ValidWukong, validate};
 use crate::yaml;
 
@@ -110,8 +112,49 @@ pub fn check(document: usize, wukong: &Wukong) -> Result<ValidWukong, DocumentEr
     })
 }
 
-/// Notes for the user about what offline rendering cannot know (passwords).
-pub fn offline_notes(wukong: &ValidWukong) -> Vec<String> {
+/// Notes for the user about what offline rendering cannot know (passwords,
+/// and pool addresses not given with `--address`, named in `given`).
+pub fn offline_notes(wukong: &ValidWukong, given: &BTreeMap<String, LeasedAddress>) -> Vec<String> {
+    let mut notes = pool_notes(wukong, given);
+    notes.extend(password_notes(wukong));
+    notes
+}
+
+fn pool_notes(wukong: &ValidWukong, given: &BTreeMap<String, LeasedAddress>) -> Vec<String> {
+    let networks = wukong.spec.networks.iter().enumerate();
+    networks
+        .filter_map(|(index, network)| {
+            let config = network.ip_config.as_ref().filter(|config| config.mode == IpMode::Pool)?;
+            if given.contains_key(&network.name) {
+                return None;
+            }
+            Some(format!(
+                "Wukong {}/{}: spec.networks[{index}] (\"{}\"): the address is allocated at run time from IPPool \"{}\"; the rendered network data has none (--address {}=ADDRESS/PREFIX renders one for review)",
+                wukong.namespace,
+                wukong.name,
+                network.name,
+                config.pool.as_deref().unwrap_or_default(),
+                network.name
+            ))
+        })
+        .collect()
+}
+
+/// Parses `--address NETWORK=ADDRESS/PREFIX` values.
+pub fn parse_addresses(values: &[String]) -> Result<BTreeMap<String, LeasedAddress>, String> {
+    let mut addresses = BTreeMap::new();
+    for value in values {
+        let parsed = value.split_once('=').and_then(|(network, cidr)| Some((network, cidr.parse::<ipnet::IpNet>().ok()?)));
+        let Some((network, cidr)) = parsed else {
+            return Err(format!("failed to read --address \"{value}\": expected NETWORK=ADDRESS/PREFIX like \"mgmt=192.168.100.10/24\""));
+        };
+        let leased = LeasedAddress { address: cidr.addr(), prefix_len: cidr.prefix_len(), gateway: None, dns: Vec::new() };
+        addresses.insert(network.to_string(), leased);
+    }
+    Ok(addresses)
+}
+
+fn password_notes(wukong: &ValidWukong) -> Vec<String> {
     let users = wukong.spec.cloud_init.iter().flat_map(|cloud_init| cloud_init.users.iter());
     users
         .enumerate()
@@ -144,8 +187,14 @@ pub fn render(input: &str) -> Result<String, Vec<DocumentError>> {
 /// starting with `---`: every registered kind, built from the Wukong's plan.
 /// Offline no password is known, so users' passwords stay locked.
 pub fn children_yaml(wukong: &ValidWukong) -> String {
+    children_yaml_with(wukong, &BTreeMap::new())
+}
+
+/// [`children_yaml`] with pool addresses given for review (`--address`).
+pub fn children_yaml_with(wukong: &ValidWukong, addresses: &BTreeMap<String, LeasedAddress>) -> String {
     let plan = plan(wukong);
-    let mut render = Render { wukong, plan: &plan, inputs: BuildInputs::default(), output: String::new() };
+    let inputs = BuildInputs { addresses: addresses.clone(), ..BuildInputs::default() };
+    let mut render = Render { wukong, plan: &plan, inputs, output: String::new() };
     for_each_kind(&mut render);
     render.output
 }

@@ -82,7 +82,7 @@ fn each_mistake_breaks_exactly_its_rule() {
     let schema = schema();
     let rules = cel::rules(&schema).expect("rules compile");
     let base = example(&Path::new(MANIFEST).join("examples/web-server-01.yaml"));
-    let cases: [(&str, Mutate, &str); 14] = [
+    let cases: [(&str, Mutate, &str); 17] = [
         ("two boot disks", |w| w["spec"]["disks"][2]["boot"] = json!(true), "at most one disk may be the boot disk"),
         (
             "two pod networks",
@@ -129,6 +129,17 @@ fn each_mistake_breaks_exactly_its_rule() {
             |w| w["spec"]["networks"][0]["ipConfig"]["mode"] = json!("dhcp"),
             "a dhcp ipConfig takes no address or gateway",
         ),
+        ("pool mode without pool", |w| w["spec"]["networks"][0]["ipConfig"] = json!({"mode": "pool"}), "a pool ipConfig needs pool"),
+        (
+            "dhcp naming a pool",
+            |w| w["spec"]["networks"][0]["ipConfig"] = json!({"mode": "dhcp", "pool": "vlan100"}),
+            "a dhcp ipConfig takes no pool",
+        ),
+        (
+            "pool mode with an address",
+            |w| w["spec"]["networks"][0]["ipConfig"] = json!({"mode": "pool", "pool": "vlan100", "address": "10.0.0.5/24"}),
+            "a pool ipConfig takes its address and gateway from the pool",
+        ),
         (
             "existingPVC with size",
             |w| w["spec"]["disks"][1]["size"] = json!("1Gi"),
@@ -164,4 +175,46 @@ fn each_mistake_breaks_exactly_its_rule() {
         let parsed = wukong::render::parse_documents(&text).unwrap_or_else(|errors| panic!("{what}: {errors:?}"));
         assert!(wukong::validate::validate(&parsed[0]).is_err(), "{what}: the CRD refuses it, wukong validate accepts it");
     }
+}
+
+/// The IPPool and IPLease rules: they compile, hold for the sample pool and a
+/// lease, and each catches its mistake.
+#[test]
+fn pool_and_lease_rules_hold_and_catch_their_mistakes() {
+    let crds = wukong::api::crds();
+    let schema_of = |file: &str| {
+        let crd = crds.iter().find(|(name, _)| *name == file).map(|(_, crd)| serde_json::to_value(crd).expect("serialises"));
+        cel::storage_schema(&crd.expect("a known CRD")).expect("a storage version with a schema").clone()
+    };
+    let pool_schema = schema_of("ippools.vm.novasphere.dev.yaml");
+    let pool_rules = cel::rules(&pool_schema).expect("rules compile");
+    assert_eq!(pool_rules.len(), count_validations(&pool_schema));
+    let pool = example(&Path::new(MANIFEST).join("config/samples/ippool-vlan100.yaml"));
+    let failed = |schema: &Value, rules: &[cel::Rule], object: &Value| -> BTreeSet<String> {
+        let outcomes = cel::evaluate(schema, rules, object);
+        assert!(outcomes.iter().all(|outcome| outcome.result.is_ok()), "{outcomes:?}");
+        outcomes.iter().filter(|outcome| outcome.result == Ok(false)).map(|outcome| outcome.message.clone()).collect()
+    };
+    assert!(failed(&pool_schema, &pool_rules, &pool).is_empty());
+    for (field, message) in [
+        ("start", "start is of the same address family as cidr"),
+        ("end", "end is of the same address family as cidr"),
+        ("gateway", "gateway is of the same address family as cidr"),
+    ] {
+        let mut mixed = pool.clone();
+        mixed["spec"][field] = json!("2001:db8::1");
+        assert_eq!(failed(&pool_schema, &pool_rules, &mixed), BTreeSet::from([message.to_string()]), "{field}");
+    }
+
+    let lease_schema = schema_of("ipleases.vm.novasphere.dev.yaml");
+    let lease_rules = cel::rules(&lease_schema).expect("rules compile");
+    let mut lease = json!({
+        "apiVersion": "vm.novasphere.dev/v1alpha1", "kind": "IPLease",
+        "metadata": {"name": "vlan100.192-168-100-10"},
+        "spec": {"pool": "vlan100", "address": "192.168.100.10", "mode": "pool",
+                 "holder": {"namespace": "prod", "name": "a", "uid": "u", "network": "mgmt", "creationTimestamp": "2026-11-22T09:00:00Z"}},
+    });
+    assert!(failed(&lease_schema, &lease_rules, &lease).is_empty());
+    lease["spec"]["segment"] = json!("vlan/br0/100");
+    assert_eq!(failed(&lease_schema, &lease_rules, &lease), BTreeSet::from(["a lease is in exactly one of pool or segment".to_string()]));
 }

@@ -186,3 +186,31 @@ fn crd_prints_the_wukong_crd() {
     assert!(crd.spec.versions.iter().any(|version| version.name == "v1alpha1" && version.storage && version.served));
     assert_eq!(crd, wukong::api::crd());
 }
+
+#[test]
+fn render_of_a_pool_network_says_the_address_comes_at_run_time_and_renders_a_given_one() {
+    let file = example("pool-vm.yaml");
+    let output = wukong(&["render", "-f", file.to_str().expect("path")], None);
+    assert!(output.status.success());
+    assert!(stderr(&output).contains("allocated at run time from IPPool \"vlan100\""), "{}", stderr(&output));
+    assert_eq!(stdout(&output), golden("pool-vm.yaml"));
+
+    let output = wukong(&["render", "-f", file.to_str().expect("path"), "--address", "mgmt=192.168.100.77/24"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("allocated at run time"), "{}", stderr(&output));
+    assert_ne!(stdout(&output), golden("pool-vm.yaml"), "the given address changes the network data");
+
+    let output = wukong(&["render", "-f", file.to_str().expect("path"), "--address", "mgmt"], None);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("expected NETWORK=ADDRESS/PREFIX"), "{}", stderr(&output));
+}
+
+#[test]
+fn crd_prints_the_pool_and_lease_crds_on_request() {
+    for (kind, name) in [("ippool", "ippools.vm.novasphere.dev"), ("iplease", "ipleases.vm.novasphere.dev")] {
+        let output = wukong(&["crd", kind], None);
+        assert!(output.status.success());
+        assert!(stdout(&output).contains(&format!("name: {name}")), "{kind}");
+        assert!(stdout(&output).contains("scope: Cluster"), "{kind}");
+    }
+}

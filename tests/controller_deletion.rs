@@ -84,6 +84,7 @@ async fn deletion_stops_the_vm_first_then_deletes_every_child_itself() {
             "delete /api/v1/namespaces/prod/secrets/web-server-01-cloudinit",
             "delete /apis/cdi.kubevirt.io/v1beta1/namespaces/prod/datavolumes/web-server-01-system",
             "delete /apis/k8s.cni.cncf.io/v1/namespaces/prod/network-attachment-definitions/web-server-01-mgmt",
+            "delete /apis/vm.novasphere.dev/v1alpha1/ipleases/segment-b1292654b54bb3db.192-168-100-10",
             "patch /apis/vm.novasphere.dev/v1alpha1/namespaces/prod/wukongs/web-server-01",
         ]
     );

@@ -208,6 +208,13 @@ fn both_crd_copies_equal_wukong_crd() {
     for copy in ["config/crd/wukongs.vm.novasphere.dev.yaml", "charts/wukong/crds/wukongs.vm.novasphere.dev.yaml"] {
         assert!(read(copy) == generated, "{copy} differs from `wukong crd`; regenerate it with `wukong crd > {copy}`");
     }
+    for (file, crd) in wukong::api::crds() {
+        let generated = wukong::yaml::to_string(&crd).expect("crd yaml");
+        for folder in ["config/crd", "charts/wukong/crds"] {
+            let copy = format!("{folder}/{file}");
+            assert!(read(&copy) == generated, "{copy} differs from `wukong crd`; regenerate it with `wukong crd <kind> > {copy}`");
+        }
+    }
 }
 
 /// Every kustomization under `config/` names files and directories that exist
@@ -439,9 +446,10 @@ fn watched<K: Resource<DynamicType = ()> + Clone + 'static>(_store: &Store<K>) -
 /// (destructured without `..`, so a new one fails to compile here until it is
 /// listed) and every registered child kind.
 fn watched_resources(stores: &Stores) -> BTreeSet<(String, String)> {
-    let Stores { wukongs: _, instances, storage_classes, children: _ } = stores;
+    let Stores { wukongs: _, instances, storage_classes, children: _, pools, leases } = stores;
     let wukong = wukong_resource();
-    let mut resources = BTreeSet::from([(wukong.group, wukong.plural), watched(instances), watched(storage_classes)]);
+    let mut resources =
+        BTreeSet::from([(wukong.group, wukong.plural), watched(instances), watched(storage_classes), watched(pools), watched(leases)]);
     struct Kinds<'a>(&'a mut BTreeSet<(String, String)>);
     impl EachKind for Kinds<'_> {
         fn kind<K: ChildKind>(&mut self) {
@@ -559,6 +567,20 @@ impl Used {
         requests.iter().any(|request| request.verb != "get" && request.verb != "list" && !request.path.contains("/events"))
     }
 
+    /// One pass of the IPPool controller over pool `name`.
+    async fn pool_pass(&mut self, harness: &Harness, name: &str) {
+        let before = existing(&harness.api);
+        harness.api.clear_requests();
+        if let Err(error) = harness.reconcile_pool(name).await {
+            panic!("reconcile of IPPool {name} failed: {error}");
+        }
+        for request in &harness.api.requests() {
+            for access in accesses(request, &before) {
+                self.accesses.entry(access).or_insert_with(|| format!("{} {}", request.verb, request.path));
+            }
+        }
+    }
+
     /// Reconciles until a pass writes nothing or the Wukong is gone.
     async fn converge(&mut self, harness: &Harness, namespace: &str, name: &str) {
         for _ in 0..8 {
@@ -576,6 +598,20 @@ kind: Secret
 metadata: {name: admin-password, namespace: telco}
 type: Opaque
 data: {hash: JDYkcm91bmRzPTQwOTYkd3Vrb25nJFl4MFBrWWJRMk45YUgx}
+"#;
+
+/// The lowest address of the sample pool, held by another Wukong (and not
+/// in the cache yet: the create finds it taken and reads it).
+const TAKEN_LEASE: &str = r#"
+apiVersion: vm.novasphere.dev/v1alpha1
+kind: IPLease
+metadata:
+  name: vlan100.192-168-100-10
+spec:
+  pool: vlan100
+  address: 192.168.100.10
+  mode: pool
+  holder: {namespace: staging, name: other, uid: other-uid, network: mgmt, creationTimestamp: "2026-11-22T09:00:00Z"}
 "#;
 
 const BACKUP_PVC: &str = r#"
@@ -615,6 +651,33 @@ async fn lifecycle() -> BTreeMap<Access, String> {
     let clone: DataVolume = harness.api.get_typed(Some("default"), "restored-vm-system").expect("the clone DataVolume");
     let source = serde_json::to_value(&clone.spec).expect("json")["source"]["pvc"].clone();
     assert_eq!(source, json!({"name": "backup-disk-pvc", "namespace": "backups"}));
+
+    // A pool address: the lowest free one is someone else's (a create that
+    // finds it taken reads it), the pool gets its finalizer and status, and a
+    // switch to DHCP marks the lease for release after the running instance.
+    harness.create(include_str!("../config/samples/ippool-vlan100.yaml"));
+    harness.create(TAKEN_LEASE);
+    harness.create_wukong(include_str!("../examples/pool-vm.yaml"));
+    used.converge(&harness, "prod", "pool-vm").await;
+    assert_eq!(harness.condition("prod", "pool-vm", "Valid").status, "True");
+    used.pool_pass(&harness, "vlan100").await;
+    used.pool_pass(&harness, "vlan100").await;
+    let vm: VirtualMachine = harness.api.get_typed(Some("prod"), "pool-vm-vm").expect("the pool VM");
+    let labels = vm.spec.template.metadata.clone().unwrap_or_default()["labels"].clone();
+    harness.api.insert(json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": "pool-vm-vm", "namespace": "prod", "uid": "pool-vm-instance", "labels": labels},
+        "spec": {"domain": {"devices": {}}}, "status": {"phase": "Running"},
+    }));
+    harness.edit_spec("prod", "pool-vm", |spec| spec["networks"][0]["ipConfig"] = json!({"mode": "dhcp"}));
+    used.converge(&harness, "prod", "pool-vm").await;
+    harness.edit("kubevirt.io/v1", "virtualmachineinstances", Some("prod"), "pool-vm-vm", |instance| {
+        instance["metadata"]["uid"] = json!("restarted");
+        instance["status"]["interfaces"] = json!([{"name": "mgmt", "ipAddress": "192.168.100.99"}]);
+    });
+    used.converge(&harness, "prod", "pool-vm").await;
+    harness.delete_wukong("prod", "pool-vm").await;
+    used.converge(&harness, "prod", "pool-vm").await;
 
     // A restart of the running VM: the restart subresource (404 here: no
     // virt-api), then the instance deleted.

@@ -115,6 +115,10 @@ macro_rules! ensure {
     };
 }
 
+// After the macro, so the phase module can use `ensure!`.
+#[path = "e2e/addresses.rs"]
+mod addresses;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn end_to_end() {
     let Some(path) = std::env::var_os(KUBECONFIG_VAR).filter(|value| !value.is_empty()).map(PathBuf::from) else {
@@ -610,11 +614,14 @@ async fn mark_bound(env: &Env, namespace: &str, name: &str) -> E2e {
     Ok(())
 }
 
-/// Installs the Wukong CRD and the upstream ones, and waits until each is Established.
+/// Installs our CRDs (Wukong, IPPool, IPLease) and the upstream ones, and waits until each is Established.
 async fn install_crds(client: &Client) -> E2e {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let ours = serde_json::to_value(wukong::api::crd()).context("failed to serialise the Wukong CRD")?;
-    let mut names = vec![apply_crd(&api, ours, true).await?];
+    let mut names = Vec::new();
+    for (file, crd) in wukong::api::crds() {
+        let ours = serde_json::to_value(crd).context(format!("failed to serialise the CRD of {file}"))?;
+        names.push(apply_crd(&api, ours, true).await?);
+    }
     for (file, text) in UPSTREAM_CRDS {
         names.push(apply_crd(&api, crd_document(file, text)?, false).await?);
     }
@@ -698,6 +705,7 @@ async fn run_phases(env: &Env, health: &Health) -> E2e<usize> {
     run_phase(&mut passed, "refusal-and-recovery", phase_refusal(env)).await?;
     run_phase(&mut passed, "cross-namespace", phase_cross_namespace(env)).await?;
     run_phase(&mut passed, "deletion", phase_deletion(env)).await?;
+    run_phase(&mut passed, "addresses", addresses::phase_addresses(env)).await?;
     match restart::command() {
         Some(command) => run_phase(&mut passed, "api-server-restart", restart::phase_restart(env, health, &command)).await?,
         None => println!("{}", restart::skipped()),
@@ -1103,6 +1111,7 @@ async fn phase_deletion(env: &Env) -> E2e {
 /// controller: its namespaces stay Terminating.)
 async fn cleanup(env: &Env) {
     println!("e2e: cleanup ...");
+    addresses::cleanup(env).await;
     for namespace in [&env.namespace, &env.other] {
         match env.api(&env.kinds.wukong, namespace).list(&ListParams::default()).await {
             Ok(list) => {

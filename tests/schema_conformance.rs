@@ -300,3 +300,42 @@ fn committed_crd_is_what_wukong_crd_prints() {
         path.display()
     );
 }
+
+/// The schema of one of our own CRDs, by its file name (see `wukong::api::crds`).
+fn own_schema(file: &str) -> CrdSchema {
+    let yaml = wukong::api::crd_yaml_of(file).expect("a known CRD").expect("the CRD serialises");
+    CrdSchema::from_crd_yaml(&yaml).expect("our CRD has a storage version with a schema")
+}
+
+/// Every IPLease the controller creates (pool, static in a pool, static on a
+/// segment, marked for release) and the IPPool status it writes are valid
+/// against their CRDs, and the sample pool is too.
+#[tokio::test]
+async fn leases_and_pool_statuses_are_valid_against_our_crds() {
+    let harness = common::harness::Harness::new();
+    harness.create(include_str!("../config/samples/ippool-vlan100.yaml"));
+    harness.create_wukong(include_str!("../examples/pool-vm.yaml"));
+    harness.create(common::fixtures::DATA_PVC);
+    harness.create_wukong(include_str!("../examples/web-server-01.yaml"));
+    let reserved = include_str!("../examples/pool-vm.yaml")
+        .replace("name: pool-vm", "name: reserved-vm")
+        .replace("mode: pool", "mode: static\n        address: 192.168.100.20/24");
+    harness.create_wukong(&reserved);
+    for name in ["pool-vm", "web-server-01", "reserved-vm"] {
+        harness.converge("prod", name, 6).await;
+    }
+    harness.reconcile_pool("vlan100").await.expect("pool pass");
+    harness.reconcile_pool("vlan100").await.expect("pool status");
+    let leases = harness.api.list("vm.novasphere.dev/v1alpha1", "ipleases");
+    assert_eq!(leases.len(), 3, "a pool lease, a reservation and a segment lease: {leases:?}");
+    let lease_schema = own_schema("ipleases.vm.novasphere.dev.yaml");
+    for lease in &leases {
+        assert_eq!(lease_schema.validate(lease), Vec::<String>::new(), "{lease}");
+    }
+    let mut marked = leases[0].clone();
+    marked["spec"]["releaseAfterInstance"] = json!("0b5e4a8c-6f2d-4a57-9d2e-4f0f1f6c2a11");
+    assert_eq!(lease_schema.validate(&marked), Vec::<String>::new());
+    let pool = harness.api.get("vm.novasphere.dev/v1alpha1", "ippools", None, "vlan100").expect("pool");
+    assert!(pool["status"]["size"].is_number(), "{pool}");
+    assert_eq!(own_schema("ippools.vm.novasphere.dev.yaml").validate(&pool), Vec::<String>::new(), "{pool}");
+}

@@ -270,6 +270,30 @@ fn each_mistake_is_reported_with_its_field_and_message() {
             ],
         ),
         (
+            "pool mode without pool, with an address and gateway",
+            vec![("spec.networks[1].ipConfig.mode", Some("pool"))],
+            vec![
+                "spec.networks[1].ipConfig.pool: is required for a pool ipConfig".into(),
+                "spec.networks[1].ipConfig.address: a pool ipConfig takes its address from the pool".into(),
+                "spec.networks[1].ipConfig.gateway: a pool ipConfig takes its gateway from the pool".into(),
+            ],
+        ),
+        (
+            "dhcp naming a pool",
+            vec![("spec.networks[1].ipConfig", Some("{mode: dhcp, pool: vlan100}"))],
+            vec!["spec.networks[1].ipConfig.pool: a dhcp ipConfig takes no pool".into()],
+        ),
+        (
+            "a pool name that is no object name",
+            vec![("spec.networks[1].ipConfig.pool", Some("Vlan_100"))],
+            vec!["spec.networks[1].ipConfig.pool: \"Vlan_100\" is not an IPPool name (a DNS subdomain)".into()],
+        ),
+        (
+            "pool mode on the pod network",
+            vec![("spec.networks[0].ipConfig", Some("{mode: pool, pool: vlan100}"))],
+            vec!["spec.networks[0].ipConfig.mode: the pod network gets its address from KubeVirt's DHCP; use mode dhcp".into()],
+        ),
+        (
             "static on the pod network",
             vec![("spec.networks[0].ipConfig", Some("{mode: static, address: 10.0.2.2/24}"))],
             vec!["spec.networks[0].ipConfig.mode: the pod network gets its address from KubeVirt's DHCP; use mode dhcp".into()],

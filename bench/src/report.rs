@@ -119,7 +119,7 @@ impl Report {
             ),
             ("writes per wukong", format!("{:.2}", self.writes_per_wukong)),
             ("  children / finalizer / status", format!("{:.2} / {:.2} / {:.2}", split.children, split.finalizer, split.status)),
-            ("  events / other", format!("{:.2} / {:.2}", split.events, split.other)),
+            ("  events / addresses / other", format!("{:.2} / {:.2} / {:.2}", split.events, split.addresses, split.other)),
             ("stand-in writes per wukong", format!("{:.2}", self.stand_in_writes_per_wukong)),
             ("reads per wukong", format!("{:.2}", self.reads_per_wukong)),
             ("late writes", self.late_writes.to_string()),

@@ -47,6 +47,7 @@ pub fn wukong(shape: Shape, namespace: &str, index: usize) -> Wukong {
                     address: Some(format!("10.100.{third}.{fourth}/16")),
                     gateway: Some("10.100.255.254".to_string()),
                     dns: vec!["10.100.255.253".to_string()],
+                    pool: None,
                 }),
                 ..Network::default()
             };

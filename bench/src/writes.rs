@@ -3,7 +3,7 @@
 //! In: two [`Sample`]s of request counters (the operator's or the stand-in's)
 //! and the child kinds' resource plurals. Out: the writes (create, patch,
 //! update, delete) between them, in total and split into children, finalizer,
-//! status, Events and other. Leases are left out everywhere: leader election
+//! status, Events, address leases and other. Leases are left out everywhere: leader election
 //! renews its Lease every few seconds whatever the fleet does, so counting it
 //! would make a converged operator look busy.
 
@@ -31,6 +31,8 @@ pub struct WriteSplit {
     pub status: f64,
     /// Events written (`events`).
     pub events: f64,
+    /// Address leases written (`ipleases`): one per static or pool address.
+    pub addresses: f64,
     /// Any other resource.
     pub other: f64,
 }
@@ -45,6 +47,7 @@ impl WriteSplit {
                 "wukongs" => &mut split.finalizer,
                 "wukongs/status" => &mut split.status,
                 "events" => &mut split.events,
+                "ipleases" => &mut split.addresses,
                 _ if children.contains(resource) => &mut split.children,
                 _ => &mut split.other,
             };
@@ -55,7 +58,7 @@ impl WriteSplit {
 
     /// Every write of the split.
     pub fn total(&self) -> f64 {
-        self.children + self.finalizer + self.status + self.events + self.other
+        self.children + self.finalizer + self.status + self.events + self.addresses + self.other
     }
 
     /// Writes to objects: everything but Events.
@@ -70,6 +73,7 @@ impl WriteSplit {
             finalizer: self.finalizer / count,
             status: self.status / count,
             events: self.events / count,
+            addresses: self.addresses / count,
             other: self.other / count,
         }
     }
@@ -122,7 +126,7 @@ mod tests {
              wukong_kube_requests_total{kind=\"leases\",verb=\"update\"} 8\n",
         );
         let split = WriteSplit::between(&before, &after, &child_plurals());
-        assert_eq!(split, WriteSplit { children: 6.0, finalizer: 2.0, status: 4.0, events: 6.0, other: 7.0 });
+        assert_eq!(split, WriteSplit { children: 6.0, finalizer: 2.0, status: 4.0, events: 6.0, addresses: 0.0, other: 7.0 });
         assert_eq!(split.total(), 25.0);
         assert_eq!(split.objects(), 19.0);
         assert_eq!(total_writes(&before, &after), 25.0, "leases and reads are not writes here");

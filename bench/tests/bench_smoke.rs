@@ -40,7 +40,8 @@ fn a_small_fleet_converges_with_no_idle_writes_and_nothing_left() {
     assert_eq!(number(split, "finalizer"), 1.0, "one finalizer patch per Wukong: {split}");
     assert!(number(split, "status") >= 1.0, "at least one status write per Wukong: {split}");
     assert_eq!(number(split, "other"), 0.0, "nothing but children, Wukongs and Events: {split}");
-    let objects = number(split, "children") + number(split, "finalizer") + number(split, "status");
+    assert_eq!(number(split, "addresses"), 1.0, "one lease per Wukong for its static address: {split}");
+    let objects = number(split, "children") + number(split, "finalizer") + number(split, "status") + number(split, "addresses");
     assert_eq!(number(&report, "writes_per_wukong"), objects, "writes_per_wukong is the split without Events");
     assert_eq!(number(&report, "events_per_wukong"), number(split, "events"));
     let stand_in = number(&report, "stand_in_writes_per_wukong");

@@ -10,7 +10,7 @@
 //! Covered: get, list and watch (equality and existence label selectors, `metadata.name`/`metadata.namespace` field
 //! selectors), create, update with optimistic concurrency, the four patch content types, the `status` subresource
 //! (per resource, see [`FakeApi::set_status_subresource`]), generation bumps, delete with finalizers, owner-reference
-//! garbage collection, and `/version`, `/api`, `/apis` for clients that ask.
+//! garbage collection, delete preconditions (`uid`, `resourceVersion`), and `/version`, `/api`, `/apis` for clients that ask.
 //! Not covered: deletecollection, set-based label selectors, other field selectors, pagination (a list answers
 //! everything at once), defaulting, validation, admission, discovery of resources, namespace deletion emptying the
 //! namespace, and server-side apply field ownership (an apply is a deep merge: fields a manager stops applying stay,

@@ -135,6 +135,9 @@ impl State {
                 if !self.objects.contains_key(&key) {
                     return Err(Failure::not_found(&target, name));
                 }
+                if let Some(preconditions) = body.as_ref().map(|options| &options["preconditions"]) {
+                    check_preconditions(&self.objects[&key], preconditions, &target, name)?;
+                }
                 let orphan =
                     body.as_ref().is_some_and(|options| options["propagationPolicy"] == "Orphan" || options["orphanDependents"] == true);
                 Ok((200, self.delete_object(&key, orphan)))
@@ -438,6 +441,25 @@ fn check_resource_version(stored: &Value, candidate: &Value, target: &Target, na
         )),
         _ => Ok(()),
     }
+}
+
+/// Checks a delete's `preconditions` (`uid`, `resourceVersion`) against the stored object, as the API server does.
+fn check_preconditions(stored: &Value, preconditions: &Value, target: &Target, name: &str) -> Result<(), Failure> {
+    for field in ["uid", "resourceVersion"] {
+        if let Some(expected) = preconditions[field].as_str()
+            && stored["metadata"][field].as_str() != Some(expected)
+        {
+            return Err(Failure::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": precondition failed: {field} in precondition: {expected}",
+                    target.plural
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Returns `base` with the `status` of `source` (or without status when `source` has none).

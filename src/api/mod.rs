@@ -4,10 +4,12 @@
 //! `wukong crd` prints and the deploy folder carries.
 
 mod guard;
+mod ippool;
 mod spec;
 mod status;
 
 pub use guard::*;
+pub use ippool::*;
 pub use spec::*;
 pub use status::*;
 
@@ -35,4 +37,19 @@ pub fn crd() -> CustomResourceDefinition {
 /// The CRD as YAML, exactly as `wukong crd` prints it.
 pub fn crd_yaml() -> Result<String, crate::yaml::SerializeError> {
     crate::yaml::to_string(&crd())
+}
+
+/// Every CRD the operator serves, by the file name its copies carry
+/// (`config/crd/` and the Helm chart's `crds/`): Wukong, IPPool, IPLease.
+pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![
+        ("wukongs.vm.novasphere.dev.yaml", Wukong::crd()),
+        ("ippools.vm.novasphere.dev.yaml", IPPool::crd()),
+        ("ipleases.vm.novasphere.dev.yaml", IPLease::crd()),
+    ]
+}
+
+/// The YAML of the CRD whose file name is `file` (see [`crds`]), as `wukong crd --kind` prints it.
+pub fn crd_yaml_of(file: &str) -> Option<Result<String, crate::yaml::SerializeError>> {
+    crds().into_iter().find(|(name, _)| *name == file).map(|(_, crd)| crate::yaml::to_string(&crd))
 }

@@ -263,10 +263,15 @@ impl NetworkType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.mode != 'static' || has(self.address)", "message": "a static ipConfig needs address"},
-    {"rule": "self.mode != 'dhcp' || (!has(self.address) && !has(self.gateway))", "message": "a dhcp ipConfig takes no address or gateway"}
+    {"rule": "self.mode != 'dhcp' || (!has(self.address) && !has(self.gateway))", "message": "a dhcp ipConfig takes no address or gateway"},
+    {"rule": "self.mode != 'dhcp' || !has(self.pool)", "message": "a dhcp ipConfig takes no pool"},
+    {"rule": "self.mode != 'pool' || has(self.pool)", "message": "a pool ipConfig needs pool"},
+    {"rule": "self.mode != 'pool' || (!has(self.address) && !has(self.gateway))", "message": "a pool ipConfig takes its address and gateway from the pool"}
 ]))]
 pub struct IpConfig {
-    /// `static` (address, gateway and DNS from this object) or `dhcp`.
+    /// `static` (address, gateway and DNS from this object), `dhcp`, or
+    /// `pool` (an address leased from the IPPool `pool`, with its prefix,
+    /// gateway and DNS).
     pub mode: IpMode,
 
     /// Address with prefix length in CIDR notation, for example `192.168.100.10/24`
@@ -284,6 +289,14 @@ pub struct IpConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8), inner(length(max = 64)))]
     pub dns: Vec<String>,
+
+    /// Name of an IPPool. Required for `pool` (the address is leased from it
+    /// and stays the network's for the Wukong's life); optional for `static`
+    /// (the address is reserved in the pool, so it is never handed to another
+    /// network, and must lie inside the pool's CIDR and not be its gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = super::DNS_SUBDOMAIN_PATTERN))]
+    pub pool: Option<String>,
 }
 
 // Address mode.
@@ -295,6 +308,8 @@ pub enum IpMode {
     /// Address from a DHCP server on the network.
     #[default]
     Dhcp,
+    /// Address leased from an IPPool.
+    Pool,
 }
 
 /// One disk of the VM. Its source is exactly one of: `existingPVC`; `image` with

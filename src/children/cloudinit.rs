@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 use serde::Serialize;
 
-use super::kind::{BuildInputs, ChildKind, Permission, Planned};
+use super::kind::{BuildInputs, ChildKind, LeasedAddress, Permission, Planned};
 use super::meta::{MANAGED_BY_LABEL, MANAGER, object_meta};
 use super::plan::Plan;
 use crate::api::{IpMode, NetworkType, User, Wukong};
@@ -50,7 +50,7 @@ impl ChildKind for Secret {
     }
 
     fn build(wukong: &ValidWukong, plan: &Plan, inputs: &BuildInputs) -> Vec<Self> {
-        secret(wukong, plan, &inputs.passwords).into_iter().collect()
+        secret(wukong, plan, inputs).into_iter().collect()
     }
 
     fn prepare(_: &mut Self, _: &Self) {}
@@ -59,10 +59,10 @@ impl ChildKind for Secret {
 }
 
 /// The cloud-init Secret, when the plan calls for one.
-pub fn secret(wukong: &ValidWukong, plan: &Plan, passwords: &BTreeMap<String, String>) -> Option<Secret> {
+pub fn secret(wukong: &ValidWukong, plan: &Plan, inputs: &BuildInputs) -> Option<Secret> {
     let name = plan.cloud_init_secret.clone()?;
-    let mut data = BTreeMap::from([(USER_DATA_KEY.to_string(), ByteString(user_data(wukong, passwords).into_bytes()))]);
-    if let Some(network) = network_data(wukong) {
+    let mut data = BTreeMap::from([(USER_DATA_KEY.to_string(), ByteString(user_data(wukong, &inputs.passwords).into_bytes()))]);
+    if let Some(network) = network_data(wukong, &inputs.addresses) {
         data.insert(NETWORK_DATA_KEY.to_string(), ByteString(network.into_bytes()));
     }
     Some(Secret { metadata: object_meta(wukong, name), data: Some(data), type_: Some("Opaque".to_string()), ..Secret::default() })
@@ -162,23 +162,46 @@ struct Nameservers {
     addresses: Vec<String>,
 }
 
+/// Whether the Wukong has network data: some network has an `ipConfig`.
+pub fn has_network_data(wukong: &ValidWukong) -> bool {
+    wukong.networks.iter().any(|parsed| parsed.network.ip_config.is_some())
+}
+
 /// The network data, when any network has an `ipConfig`: every such NIC, plus
 /// the pod network (always DHCP), keyed by network name and matched by MAC.
-pub fn network_data(wukong: &ValidWukong) -> Option<String> {
-    if wukong.networks.iter().all(|parsed| parsed.network.ip_config.is_none()) {
+/// A `pool` network gets its leased address from `addresses` with the pool's
+/// prefix and DNS, and the pool's gateway as the default route unless a
+/// static network or an earlier pool network sets one.
+pub fn network_data(wukong: &ValidWukong, addresses: &BTreeMap<String, LeasedAddress>) -> Option<String> {
+    if !has_network_data(wukong) {
         return None;
     }
+    let mut default_route = wukong.networks.iter().any(|parsed| parsed.address.as_ref().is_some_and(|address| address.gateway.is_some()));
     let ethernets = wukong
         .networks
         .iter()
         .filter(|parsed| parsed.network.ip_config.is_some() || parsed.network.network_type == NetworkType::Pod)
-        .map(|parsed| (parsed.network.name.clone(), ethernet(parsed)))
+        .map(|parsed| (parsed.network.name.clone(), ethernet(parsed, addresses.get(&parsed.network.name), &mut default_route)))
         .collect();
     yaml::to_string(&NetworkConfig { version: 2, ethernets }).ok()
 }
 
-fn ethernet(parsed: &ParsedNetwork) -> Ethernet {
+fn ethernet(parsed: &ParsedNetwork, leased: Option<&LeasedAddress>, default_route: &mut bool) -> Ethernet {
     let mode = parsed.network.ip_config.as_ref().map_or(IpMode::Dhcp, |config| config.mode);
+    if mode == IpMode::Pool {
+        let leased = leased.cloned();
+        let gateway = leased.as_ref().and_then(|leased| leased.gateway).filter(|_| !*default_route);
+        *default_route |= gateway.is_some();
+        let dns =
+            if parsed.dns.is_empty() { leased.as_ref().map(|leased| leased.dns.clone()).unwrap_or_default() } else { parsed.dns.clone() };
+        return Ethernet {
+            matching: MacMatch { macaddress: parsed.mac.clone() },
+            dhcp4: false,
+            addresses: leased.iter().map(|leased| format!("{}/{}", leased.address, leased.prefix_len)).collect(),
+            routes: gateway.map(|gateway| vec![Route { to: "default", via: gateway.to_string() }]).unwrap_or_default(),
+            nameservers: (!dns.is_empty()).then(|| Nameservers { addresses: dns.iter().map(ToString::to_string).collect() }),
+        };
+    }
     let address = parsed.address.as_ref().filter(|_| mode == IpMode::Static);
     Ethernet {
         matching: MacMatch { macaddress: parsed.mac.clone() },

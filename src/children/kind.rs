@@ -57,6 +57,22 @@ pub struct BuildInputs {
     /// Passwords by user name, read from the Secrets users reference; users
     /// missing here get a locked password.
     pub passwords: BTreeMap<String, String>,
+    /// The addresses leased for `pool` networks, by network name; a pool
+    /// network missing here (offline) gets no address in its network data.
+    pub addresses: BTreeMap<String, LeasedAddress>,
+}
+
+/// An address leased from a pool, as the guest is told it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedAddress {
+    /// The address.
+    pub address: std::net::IpAddr,
+    /// The prefix length of the pool's CIDR.
+    pub prefix_len: u8,
+    /// The pool's gateway.
+    pub gateway: Option<std::net::IpAddr>,
+    /// The pool's DNS servers.
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 /// A kind of object a Wukong owns. Implemented once per kind, next to its builder.

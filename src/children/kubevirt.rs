@@ -150,8 +150,8 @@ fn disks_and_volumes(
             name: CLOUD_INIT_DISK.to_string(),
             cloud_init_no_cloud: Some(VirtualMachineTemplateSpecVolumesCloudInitNoCloud {
                 secret_ref: Some(VirtualMachineTemplateSpecVolumesCloudInitNoCloudSecretRef { name: Some(secret.clone()) }),
-                network_data_secret_ref: super::cloudinit::network_data(wukong)
-                    .map(|_| VirtualMachineTemplateSpecVolumesCloudInitNoCloudNetworkDataSecretRef { name: Some(secret) }),
+                network_data_secret_ref: super::cloudinit::has_network_data(wukong)
+                    .then_some(VirtualMachineTemplateSpecVolumesCloudInitNoCloudNetworkDataSecretRef { name: Some(secret) }),
                 ..Default::default()
             }),
             ..Default::default()

@@ -18,5 +18,5 @@ pub mod network;
 pub mod plan;
 pub mod storage;
 
-pub use kind::{BuildInputs, ChildKind, EachKind, MANAGE, Permission, Planned, for_each_kind, kind_names};
+pub use kind::{BuildInputs, ChildKind, EachKind, LeasedAddress, MANAGE, Permission, Planned, for_each_kind, kind_names};
 pub use plan::{Plan, plan};

@@ -83,7 +83,7 @@ pub fn check(valid: &ValidWukong, plan: &Plan, observed: &Observed, resolved: &R
     if !refusals.is_empty() {
         return Err(ValidateError::Refused(refusals));
     }
-    Ok(BuildInputs { passwords })
+    Ok(BuildInputs { passwords, addresses: BTreeMap::new() })
 }
 
 fn refusal(reason: &'static str, field: impl Into<String>, message: String) -> Refusal {

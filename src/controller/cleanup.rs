@@ -4,7 +4,7 @@
 //! In: a Wukong with a deletion timestamp and the caches. Out: the VM deleted
 //! first (and waited for until its instance is gone), then every other
 //! registered kind's children deleted — or released when their disk said
-//! `Retain` — and finally the finalizer removed. Existing claims are never
+//! `Retain` — then its address leases released, and finally the finalizer removed. Existing claims are never
 //! touched: only objects this Wukong controls are removed.
 
 use std::time::Duration;
@@ -41,6 +41,9 @@ pub enum CleanupError {
         #[source]
         source: kube::Error,
     },
+    /// Releasing the Wukong's leases failed.
+    #[error(transparent)]
+    Lease(#[from] super::addresses::leases::LeaseError),
     /// Removing the finalizer failed.
     #[error("failed to remove the finalizer of Wukong \"{namespace}/{name}\": {source}")]
     Finalizer {
@@ -108,6 +111,9 @@ pub async fn cleanup(context: &Context, wukong: &GuardedWukong) -> Result<(Clean
         cleaned.changes.deleted.extend(outcome.changes.deleted);
         cleaned.changes.released.extend(outcome.changes.released);
     }
+    // The VM is gone: nothing uses its addresses any more.
+    let released = super::addresses::leases::release_all(&context.client, &uid).await?;
+    cleaned.changes.deleted.extend(released);
     remove_finalizer(context, wukong).await?;
     cleaned.finished = true;
     Ok((cleaned, Action::await_change()))

@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, Store};
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::by_kind::ByKind;
-use crate::api::GuardedWukong;
+use crate::api::{GuardedWukong, IPLease, IPPool};
 use crate::children::ChildKind;
 
 /// Read-only views of the watch caches. Reconcile reads the cluster through
@@ -29,6 +29,10 @@ pub struct Stores {
     pub storage_classes: Store<StorageClass>,
     /// One `Store<K>` per registered child kind.
     pub children: ByKind,
+    /// Every IPPool.
+    pub pools: Store<IPPool>,
+    /// The operator's IPLeases.
+    pub leases: Store<IPLease>,
 }
 
 impl Stores {

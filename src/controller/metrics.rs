@@ -1,7 +1,7 @@
 //! Prometheus metrics of the operator.
 //!
 //! In: reconcile outcomes and durations, every request the kube client sends,
-//! the Wukong cache at scrape time. Out: the text exposition served on
+//! the Wukong cache at scrape time, the IPPools' addresses. Out: the text exposition served on
 //! `/metrics`, with the process collector's `process_resident_memory_bytes` and
 //! `process_cpu_seconds_total`.
 
@@ -23,6 +23,7 @@ pub struct Metrics {
     duration: HistogramVec,
     requests: IntCounterVec,
     wukongs: IntGaugeVec,
+    pools: IntGaugeVec,
 }
 
 /// Errors building the metrics (only a duplicate registration, a programming error).
@@ -51,8 +52,10 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(wukongs.clone()))?;
+        let pools = IntGaugeVec::new(Opts::new("wukong_ippool_addresses", "Addresses of each IPPool by state."), &["pool", "state"])?;
+        registry.register(Box::new(pools.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Metrics { registry, reconciliations, errors, duration, requests, wukongs })
+        Ok(Metrics { registry, reconciliations, errors, duration, requests, wukongs, pools })
     }
 
     /// Records one reconciliation.
@@ -67,6 +70,19 @@ impl Metrics {
     /// answer came.
     pub fn step_failed(&self, step: &str, reason: &str) {
         self.errors.with_label_values(&[step, reason]).inc();
+    }
+
+    /// Sets the addresses of pool `pool`: `allocated` (leased) and `free`.
+    pub fn pool_addresses(&self, pool: &str, allocated: i64, free: i64) {
+        self.pools.with_label_values(&[pool, "allocated"]).set(allocated);
+        self.pools.with_label_values(&[pool, "free"]).set(free);
+    }
+
+    /// Removes the series of a pool that is gone.
+    pub fn forget_pool(&self, pool: &str) {
+        for state in ["allocated", "free"] {
+            let _ = self.pools.remove_label_values(&[pool, state]);
+        }
     }
 
     /// Counts one request by verb and resource kind (the URL's resource plural).

@@ -10,6 +10,7 @@
 //! [`watch_health::WatchHealth`]. The process around it (options, logging,
 //! endpoints, leader election) is `operate`'s.
 
+pub mod addresses;
 pub mod apply;
 pub mod by_kind;
 pub mod checks;
@@ -22,6 +23,7 @@ pub mod observe;
 pub mod operations;
 pub mod ownership;
 pub mod permissions;
+pub mod pools;
 pub mod recent;
 pub mod reconcile;
 pub mod reconnect;
@@ -53,7 +55,7 @@ use self::reconnect::ReconnectBackoff;
 use self::status::pacing::Pacing;
 use self::watch_health::WatchHealth;
 use self::watches::reflect;
-use crate::api::GuardedWukong;
+use crate::api::{GuardedWukong, IPLease, IPPool};
 use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
 use crate::children::{ChildKind, EachKind, for_each_kind};
 
@@ -104,10 +106,22 @@ pub async fn run_until(
     let (instances, instance_stream) = reflect::<VirtualMachineInstance>(&client, (), all(), trim_instance, &sync);
     let (storage_classes, class_stream) = reflect::<StorageClass>(&client, (), all(), keep_all, &sync);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
+    // Leases are cluster-scoped and not owned by their Wukong (addresses/leases.rs): watched here, beside the kinds.
+    let (pools, pool_stream) = reflect::<IPPool>(&client, (), all(), keep_all, &sync);
+    let (leases, lease_stream) = reflect::<IPLease>(&client, (), all().labels(&addresses::leases::cache_selector()), keep_all, &sync);
+    let pool_watches = pools::watches(&client, &sync);
 
     let children_stores = Arc::new(OnceLock::new());
     let controller = Controller::for_stream(wukong_stream, wukongs.clone())
-        .watches_stream(instance_stream, |instance: VirtualMachineInstance| instance_owner(&instance));
+        .watches_stream(instance_stream, |instance: VirtualMachineInstance| instance_owner(&instance))
+        .watches_stream(pool_stream, {
+            let wukongs = wukongs.clone();
+            move |pool: IPPool| pool_users(&wukongs, &pool.name_any())
+        })
+        .watches_stream(lease_stream, {
+            let wukongs = wukongs.clone();
+            move |lease: IPLease| lease_concerns(&wukongs, &lease)
+        });
     let mut watches = ChildWatches {
         client: client.clone(),
         health: &sync,
@@ -121,7 +135,7 @@ pub async fn run_until(
     let _ = children_stores.set(watches.stores.clone());
     let Some(controller) = watches.controller else { return };
 
-    let stores = Stores { wukongs: wukongs.clone(), instances, storage_classes, children: watches.stores };
+    let stores = Stores { wukongs: wukongs.clone(), instances, storage_classes, children: watches.stores, pools, leases };
     let reporter = Reporter { controller: MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
     let context = Arc::new(Context {
         client: client.clone(),
@@ -141,6 +155,15 @@ pub async fn run_until(
         ready_sync.wait_synced().await;
         info!("watch caches synced");
     });
+    let pool_context = Arc::new(pools::PoolContext {
+        client: client.clone(),
+        leases: pool_watches.leases.clone(),
+        recorder: context.recorder.clone(),
+        clock: system_clock(),
+        metrics: health.metrics.clone(),
+    });
+    // The pool controller lives as long as this one: aborted when it stops.
+    let pool_controller = tokio::spawn(pools::run(pool_watches, pool_context));
     let metrics = health.metrics.clone();
     info!(concurrency = settings.concurrency, "starting the Wukong controller");
     controller
@@ -175,7 +198,32 @@ pub async fn run_until(
             futures::future::ready(())
         })
         .await;
+    pool_controller.abort();
     info!("the Wukong controller stopped");
+}
+
+/// The Wukongs whose networks name pool `pool`.
+fn pool_users(wukongs: &Store<GuardedWukong>, pool: &str) -> Vec<ObjectRef<GuardedWukong>> {
+    let users = wukongs.state_filter(|object| {
+        object.wukong().is_some_and(|wukong| {
+            wukong.spec.networks.iter().any(|network| network.ip_config.as_ref().and_then(|config| config.pool.as_deref()) == Some(pool))
+        })
+    });
+    users.iter().map(|wukong| ObjectRef::from_obj(wukong.as_ref())).collect()
+}
+
+/// The Wukongs a lease change concerns: its holder, and every Wukong refused
+/// for an address reason (a freed address or pool may let it through).
+fn lease_concerns(wukongs: &Store<GuardedWukong>, lease: &IPLease) -> Vec<ObjectRef<GuardedWukong>> {
+    let holder = &lease.spec.holder;
+    let refused = wukongs.state_filter(|object| {
+        object.status().is_some_and(|status| {
+            status.conditions.iter().any(|condition| condition.status == "False" && addresses::REASONS.contains(&condition.reason.as_str()))
+        })
+    });
+    let mut concerned: Vec<ObjectRef<GuardedWukong>> = refused.iter().map(|wukong| ObjectRef::from_obj(wukong.as_ref())).collect();
+    concerned.push(ObjectRef::new(&holder.name).within(&holder.namespace));
+    concerned
 }
 
 /// Watches every registered child kind: one cache each, and a trigger that

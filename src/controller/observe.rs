@@ -4,7 +4,7 @@
 //! children that exist and are its own, objects that carry a child's name but
 //! belong to someone else, the VM's instance, the claims CDI made for its
 //! DataVolumes, the existing claims its disks reference (and who else uses
-//! them), and the binding mode of its storage classes. Cache reads only: it
+//! them), the binding mode of its storage classes and the addresses its leases hold. Cache reads only: it
 //! cannot fail, so the status always has it, whatever a later step does.
 
 use std::collections::BTreeMap;
@@ -65,6 +65,9 @@ pub struct Observed {
     pub foreign: Vec<(String, String)>,
     /// What the operations step sent this pass (nothing before it runs).
     pub operations: super::operations::Performed,
+    /// The addresses its pool networks hold, by network name (from the
+    /// addresses step, or the lease cache when a pass stops before it).
+    pub leased: BTreeMap<String, String>,
 }
 
 impl Observed {
@@ -120,6 +123,7 @@ pub fn observe(stores: &Stores, wukong: &Wukong, plan: &Plan) -> Observed {
     let mut children = Children { stores, plan, uid: &uid, observed: Observed::default() };
     for_each_kind(&mut children);
     let mut observed = children.observed;
+    observed.leased = super::addresses::cached_addresses(&stores.leases, &uid);
     // Only the instance of a VM this Wukong controls describes it: a VM that
     // merely has the name belongs to someone else (a name conflict).
     observed.instance = observed.virtual_machine().and_then(|_| cached(&stores.instances, &plan.namespace, &plan.virtual_machine));

@@ -1,6 +1,6 @@
 //! The API access the operator needs, declared once.
 //!
-//! In: the registered child kinds' own permissions and the operations'. Out: [`cluster`], the
+//! In: the registered child kinds' own permissions, the operations' and the address leases'. Out: [`cluster`], the
 //! resources and verbs the controller watches and writes, and
 //! [`LEADER_ELECTION`]. The ClusterRole in `config/rbac/` and the Helm chart
 //! are checked against this table by a test, and the controller tests check
@@ -34,7 +34,7 @@ pub fn cluster() -> Vec<Permission> {
             self.0.extend_from_slice(K::PERMISSIONS);
         }
     }
-    let mut collect = Collect([BASE, super::operations::PERMISSIONS].concat());
+    let mut collect = Collect([BASE, super::operations::PERMISSIONS, super::addresses::leases::PERMISSIONS].concat());
     for_each_kind(&mut collect);
     collect.0
 }

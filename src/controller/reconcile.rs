@@ -2,7 +2,7 @@
 //!
 //! In: a guarded Wukong from the watch cache and the context. Out: the action
 //! for the scheduler, after finalizer -> validate the spec -> plan -> observe
-//! -> resolve -> validate the facts -> apply -> status (or cleanup when the
+//! -> resolve -> validate the facts -> addresses -> apply -> status (or cleanup when the
 //! Wukong is being deleted). Each step has its own error type and one variant
 //! here; a failed step becomes a condition and an Event, and the status it
 //! writes is computed from what the caches show (observe cannot fail), so a
@@ -16,6 +16,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
+use super::addresses::{AddressesError, Allocation, addresses};
 use super::apply::{ApplyError, Changes, apply};
 use super::checks::{ValidateError, check, validate_spec};
 use super::cleanup::{CleanupError, cleanup};
@@ -69,6 +70,9 @@ pub enum Error {
     /// The operations step (day-2 operations) failed.
     #[error(transparent)]
     Operation(#[from] OperationError),
+    /// The addresses step (leases) failed.
+    #[error(transparent)]
+    Addresses(#[from] AddressesError),
 }
 
 impl Error {
@@ -81,6 +85,7 @@ impl Error {
             Self::Status(_) => "StatusFailed",
             Self::Cleanup(_) => "CleanupFailed",
             Self::Operation(_) => "OperationFailed",
+            Self::Addresses(_) => "AddressesFailed",
         }
     }
 
@@ -94,7 +99,12 @@ impl Error {
             Self::Status(StatusError::Write { source, .. }) => source,
             Self::Cleanup(CleanupError::Remove(ApplyError::Apply { source, .. } | ApplyError::Remove { source, .. })) => source,
             Self::Cleanup(CleanupError::DeleteVm { source, .. } | CleanupError::Finalizer { source, .. }) => source,
+            Self::Cleanup(CleanupError::Lease(error)) => &error.source,
             Self::Operation(error) => error.source_error(),
+            Self::Addresses(error) => match error.source_error() {
+                Some(source) => source,
+                None => return "Contended".to_string(),
+            },
         };
         match source {
             kube::Error::Api(status) if !status.reason.is_empty() => status.reason.clone(),
@@ -112,6 +122,7 @@ impl Error {
             Self::Status(_) => "status",
             Self::Cleanup(_) => "cleanup",
             Self::Operation(_) => "operations",
+            Self::Addresses(_) => "addresses",
         }
     }
 }
@@ -149,10 +160,27 @@ async fn steps(object: &GuardedWukong, context: &Context) -> Result<Action, Erro
         Ok(resolved) => resolved,
         Err(error) => return fail(context, object, &plan, &observed, Error::Resolve(error)).await,
     };
-    let inputs = match check(&valid, &plan, &observed, &resolved) {
+    let mut inputs = match check(&valid, &plan, &observed, &resolved) {
         Ok(inputs) => inputs,
         Err(error) => return refuse_facts(context, object, &plan, &observed, &error).await,
     };
+    let mut observed = observed;
+    match addresses(context, wukong, &valid).await {
+        Ok(Allocation::Leased(leased)) => {
+            if !leased.released.is_empty() {
+                let note = format!("released {}, no longer in the spec", leased.released.join(", "));
+                publish(context, object, EventType::Normal, "Released", note).await;
+            }
+            inputs.addresses = leased.addresses;
+            // Addresses still held for a running VM (released later) stay shown too.
+            observed.leased.extend(leased.shown);
+        }
+        Ok(Allocation::Refused(refusals)) => {
+            return refuse_facts(context, object, &plan, &observed, &ValidateError::Refused(refusals)).await;
+        }
+        Err(error) => return fail(context, object, &plan, &observed, Error::Addresses(error)).await,
+    }
+    let observed = observed;
     // Children only become orphans when the spec changes: scan for them when the
     // generation moved since the last status (which a cut-short pass never wrote).
     let scan_for_orphans = object.status().and_then(|status| status.observed_generation) != wukong.metadata.generation;

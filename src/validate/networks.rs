@@ -158,6 +158,11 @@ fn check_ip_config(collector: &mut Collector, path: &str, network: &Network) -> 
             }
         })
         .collect();
+    if let Some(pool) = &config.pool
+        && !super::names::is_dns_subdomain(pool)
+    {
+        collector.push(format!("{path}.pool"), format!("\"{pool}\" is not an IPPool name (a DNS subdomain)"));
+    }
     match config.mode {
         IpMode::Dhcp => {
             if config.address.is_some() {
@@ -165,6 +170,24 @@ fn check_ip_config(collector: &mut Collector, path: &str, network: &Network) -> 
             }
             if config.gateway.is_some() {
                 collector.push(format!("{path}.gateway"), "a dhcp ipConfig takes no gateway");
+            }
+            if config.pool.is_some() {
+                collector.push(format!("{path}.pool"), "a dhcp ipConfig takes no pool");
+            }
+            (None, dns)
+        }
+        IpMode::Pool => {
+            if network.network_type == NetworkType::Pod {
+                collector.push(format!("{path}.mode"), "the pod network gets its address from KubeVirt's DHCP; use mode dhcp");
+            }
+            if config.pool.is_none() {
+                collector.push(format!("{path}.pool"), "is required for a pool ipConfig");
+            }
+            if config.address.is_some() {
+                collector.push(format!("{path}.address"), "a pool ipConfig takes its address from the pool");
+            }
+            if config.gateway.is_some() {
+                collector.push(format!("{path}.gateway"), "a pool ipConfig takes its gateway from the pool");
             }
             (None, dns)
         }

@@ -18,7 +18,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use wukong::api::GuardedWukong;
+use wukong::api::{GuardedWukong, IPLease, IPPool};
+use wukong::children::meta::{MANAGED_BY_LABEL, MANAGER};
 use wukong::children::{ChildKind, EachKind, for_each_kind};
 use wukong::controller::by_kind::ByKind;
 use wukong::controller::context::{Context, Stores};
@@ -37,6 +38,8 @@ struct Writers {
     wukongs: Writer<GuardedWukong>,
     instances: Writer<VirtualMachineInstance>,
     storage_classes: Writer<StorageClass>,
+    pools: Writer<IPPool>,
+    leases: Writer<IPLease>,
     /// One refill per registered child kind.
     children: Vec<Refill>,
 }
@@ -103,9 +106,11 @@ impl Harness {
         let (wukongs, wukong_writer) = reflector::store();
         let (instances, instance_writer) = reflector::store();
         let (storage_classes, class_writer) = reflector::store();
+        let (pools, pool_writer) = reflector::store();
+        let (leases, lease_writer) = reflector::store();
         let mut caches = ChildCaches { stores: ByKind::default(), refills: Vec::new() };
         for_each_kind(&mut caches);
-        let stores = Stores { wukongs, instances, storage_classes, children: caches.stores };
+        let stores = Stores { wukongs, instances, storage_classes, children: caches.stores, pools, leases };
         let clock = Arc::new(Mutex::new("2026-11-22T10:00:00Z".to_string()));
         let clock_reader = clock.clone();
         let context = Arc::new(Context {
@@ -119,8 +124,14 @@ impl Harness {
             failures: Arc::default(),
             recent: Arc::default(),
         });
-        let writers =
-            Writers { wukongs: wukong_writer, instances: instance_writer, storage_classes: class_writer, children: caches.refills };
+        let writers = Writers {
+            wukongs: wukong_writer,
+            instances: instance_writer,
+            storage_classes: class_writer,
+            pools: pool_writer,
+            leases: lease_writer,
+            children: caches.refills,
+        };
         let harness = Harness { api, context, writers: Mutex::new(writers), clock };
         harness.sync();
         harness
@@ -138,6 +149,13 @@ impl Harness {
         refill(&mut writers.wukongs, typed(api, "vm.novasphere.dev/v1alpha1", "wukongs"));
         refill(&mut writers.instances, typed(api, "kubevirt.io/v1", "virtualmachineinstances"));
         refill(&mut writers.storage_classes, typed(api, "storage.k8s.io/v1", "storageclasses"));
+        refill(&mut writers.pools, typed(api, "vm.novasphere.dev/v1alpha1", "ippools"));
+        // As the operator's watch: only its own leases (by label).
+        let leases: Vec<IPLease> = typed(api, "vm.novasphere.dev/v1alpha1", "ipleases");
+        let managed = |lease: &IPLease| {
+            lease.metadata.labels.as_ref().and_then(|labels| labels.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGER)
+        };
+        refill(&mut writers.leases, leases.into_iter().filter(managed).collect());
         for child in &mut writers.children {
             child(api);
         }
@@ -173,6 +191,20 @@ impl Harness {
         self.sync();
         let object = GuardedWukong::from_value(self.wukong(namespace, name).expect("wukong exists"));
         reconcile(Arc::new(object), self.context.clone()).await
+    }
+
+    /// One pass of the IPPool controller over the stored pool `name`, with the caches synced first.
+    pub async fn reconcile_pool(&self, name: &str) -> Result<Action, wukong::controller::pools::PoolError> {
+        self.sync();
+        let pool: IPPool = self.api.get_typed(None, name).expect("the pool exists");
+        let context = wukong::controller::pools::PoolContext {
+            client: self.context.client.clone(),
+            leases: self.context.stores.leases.clone(),
+            recorder: self.context.recorder.clone(),
+            clock: self.context.clock.clone(),
+            metrics: self.context.metrics.clone(),
+        };
+        wukong::controller::pools::reconcile_pool(Arc::new(pool), Arc::new(context)).await
     }
 
     /// Write requests (create, patch, update, delete) seen since the last clear,

@@ -141,6 +141,27 @@ async fn stale_resource_versions_conflict() {
 }
 
 #[tokio::test]
+async fn deletes_honour_uid_and_resource_version_preconditions() {
+    let fake = FakeApi::new();
+    fake.insert(config_map("apps", "settings"));
+    let config_maps: Api<ConfigMap> = Api::namespaced(fake.client(), "apps");
+    let read = config_maps.get("settings").await.unwrap();
+    let wrong_uid = kube::api::Preconditions { uid: Some("another".to_owned()), resource_version: None };
+    let params = DeleteParams { preconditions: Some(wrong_uid), ..DeleteParams::default() };
+    assert_eq!(api_code(config_maps.delete("settings", &params).await.map(|_| ())), 409);
+    let patch = Patch::Merge(json!({"data": {"key": "changed"}}));
+    config_maps.patch("settings", &PatchParams::default(), &patch).await.unwrap();
+    let stale = kube::api::Preconditions { uid: read.uid(), resource_version: read.resource_version() };
+    let params = DeleteParams { preconditions: Some(stale), ..DeleteParams::default() };
+    assert_eq!(api_code(config_maps.delete("settings", &params).await.map(|_| ())), 409);
+    assert!(fake.get("v1", "configmaps", Some("apps"), "settings").is_some(), "a failed precondition deletes nothing");
+    let current = config_maps.get("settings").await.unwrap();
+    let fresh = kube::api::Preconditions { uid: current.uid(), resource_version: current.resource_version() };
+    config_maps.delete("settings", &DeleteParams { preconditions: Some(fresh), ..DeleteParams::default() }).await.unwrap();
+    assert!(fake.get("v1", "configmaps", Some("apps"), "settings").is_none());
+}
+
+#[tokio::test]
 async fn deleting_an_owner_collects_its_dependents() {
     let fake = FakeApi::new();
     fake.insert(config_map("apps", "owner"));

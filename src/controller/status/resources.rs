@@ -1,7 +1,7 @@
 //! The per-network and per-disk parts of the status.
 //!
 //! In: the status inputs. Out: for each network its attachment, whether it
-//! exists, its MAC and the addresses the guest reports; for each disk its
+//! exists, its MAC and the addresses the guest reports (else the leased one); for each disk its
 //! claim, whether it is bound (or waits for its first consumer), its size,
 //! the DataVolume's (else the claim's) phase and the import progress.
 
@@ -31,12 +31,18 @@ pub fn networks(inputs: &Inputs<'_>) -> Vec<NetworkStatus> {
                 .and_then(|nic| nic.mac.clone())
                 .or_else(|| network.mac_address.clone().map(|mac| mac.to_ascii_lowercase()))
                 .unwrap_or_else(|| derived_mac(&inputs.plan.namespace, &inputs.plan.wukong, &network.name));
-            let ip_addresses = reported
+            let mut ip_addresses: Vec<String> = reported
                 .and_then(|nic| nic.ip_addresses.clone().or_else(|| nic.ip_address.clone().map(|address| vec![address])))
                 .unwrap_or_default()
                 .into_iter()
                 .map(|address| address.split('/').next().unwrap_or_default().to_string())
                 .collect();
+            // A leased address is shown as soon as it is leased, before the guest reports it.
+            if ip_addresses.is_empty()
+                && let Some(leased) = inputs.observed.leased.get(&network.name)
+            {
+                ip_addresses.push(leased.clone());
+            }
             NetworkStatus { name: network.name.clone(), nad_name: planned.attachment.clone(), ready: exists, mac: Some(mac), ip_addresses }
         })
         .collect()
