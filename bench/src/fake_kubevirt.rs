@@ -237,14 +237,14 @@ async fn play_storage(client: Client, namespace: String) {
     // claim Lost, and the claim would flap).
     let selector = watcher::Config::default().labels(&format!("{VOLUME_NAMESPACE_LABEL}={namespace}"));
     let bind = watcher::watcher(volumes.clone(), selector).for_each_concurrent(WORKERS, |event| {
-        let (claims, bound) = (claims.clone(), bound.clone());
+        let (claims, volumes, bound) = (claims.clone(), volumes.clone(), bound.clone());
         async move {
             let Ok(Event::Apply(volume) | Event::InitApply(volume)) = event else { return };
             let Some(claim) = volume.spec.as_ref().and_then(|spec| spec.claim_ref.clone()) else { return };
             if volume.metadata.deletion_timestamp.is_some() || !bound.claim(&volume.name_any()) {
                 return;
             }
-            if let Err(error) = bind_claim(&claims, &volume, &claim).await {
+            if let Err(error) = bind_claim(&claims, &volumes, &volume, &claim).await {
                 bound.forget(&volume.name_any());
                 debug!(%error, volume = %volume.name_any(), "claim not bound");
             }
@@ -294,11 +294,18 @@ fn volume_for(claim: &PersistentVolumeClaim) -> PersistentVolume {
 /// annotations, and its status is Bound.
 async fn bind_claim(
     claims: &Api<PersistentVolumeClaim>,
+    volumes: &Api<PersistentVolume>,
     volume: &PersistentVolume,
     reference: &ObjectReference,
 ) -> Result<(), kube::Error> {
     let name = reference.name.clone().unwrap_or_default();
     let spec = volume.spec.clone().unwrap_or_default();
+    // The volume first: a binder that finds its volume already Bound has
+    // nothing to write, so its (rate-limited) volume queue keeps up, and it
+    // knows the volume by the time it looks at the claim (a binder that does
+    // not marks the claim Lost, and the claim flaps).
+    let phase = serde_json::json!({"status": {"phase": "Bound"}});
+    volumes.patch_status(&volume.name_any(), &PatchParams::default(), &Patch::Merge(&phase)).await?;
     let binding = serde_json::json!({
         "metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes"}},
         "spec": {"volumeName": volume.name_any()},
