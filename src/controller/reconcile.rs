@@ -238,7 +238,11 @@ async fn status(
     let key = format!("{}/{}", plan.namespace, plan.wukong);
     let changed = object.status() != Some(&computed);
     if changed {
-        let created = object.meta().creation_timestamp.as_ref().map(|time| time.0.to_string());
+        // A Wukong converges from when the operator built its VM: under load
+        // its first pass may come long after its creation, and the window
+        // must not be over before the Wukong had a chance to settle.
+        let vm_created = observed.virtual_machine().and_then(|vm| vm.metadata.creation_timestamp.as_ref());
+        let created = vm_created.or(object.meta().creation_timestamp.as_ref()).map(|time| time.0.to_string());
         let last_write = context.status_writes.lock().ok().and_then(|writes| writes.get(&key).cloned());
         let age = created.as_deref().and_then(|created| elapsed(created, &now)).unwrap_or(Duration::MAX);
         let since_write = last_write.as_deref().and_then(|written| elapsed(written, &now));

@@ -45,7 +45,7 @@ pub struct RunOptions {
     /// settling) into one reconcile, so a burst of changes costs one status write.
     #[arg(long, default_value_t = 250, env = "WUKONG_DEBOUNCE_MS")]
     pub debounce_ms: u64,
-    /// Seconds after its creation during which a converging Wukong's
+    /// Seconds after its VM was built (its creation while it has none) during which a converging Wukong's
     /// intermediate statuses are held, so it usually costs one status write
     /// (0: every change is written at once).
     #[arg(long, default_value_t = 60, env = "WUKONG_STATUS_SETTLE_SECONDS")]

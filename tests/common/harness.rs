@@ -101,6 +101,11 @@ fn selected<K: ChildKind>(object: &K) -> bool {
 impl Harness {
     /// A harness with an empty cluster; must be created inside a Tokio runtime.
     pub fn new() -> Harness {
+        Harness::with_pacing(wukong::controller::status::pacing::Pacing::IMMEDIATE)
+    }
+
+    /// A harness whose controller paces status writes so.
+    pub fn with_pacing(pacing: wukong::controller::status::pacing::Pacing) -> Harness {
         let api = FakeApi::new();
         let client = api.client();
         let (wukongs, wukong_writer) = reflector::store();
@@ -119,7 +124,7 @@ impl Harness {
             recorder: Recorder::new(client, Reporter { controller: "wukong-operator".to_string(), instance: None }),
             clock: Arc::new(move || clock_reader.lock().map(|time| time.clone()).unwrap_or_default()),
             metrics: wukong::controller::metrics::Metrics::new().expect("fresh metrics"),
-            pacing: wukong::controller::status::pacing::Pacing::IMMEDIATE,
+            pacing,
             status_writes: Arc::default(),
             failures: Arc::default(),
             recent: Arc::default(),

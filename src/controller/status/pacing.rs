@@ -5,7 +5,8 @@
 //! and how long ago its status was last written. Out: [`Pace`]. Every status
 //! write is an API server's time: a new Wukong's intermediate states (no VM
 //! yet, its instance scheduling, its image importing) are held for up to
-//! `settle` after its creation, so the usual new Wukong costs one status write,
+//! `settle` after its VM was created (its own creation while it has none),
+//! so the usual new Wukong costs one status write,
 //! when its VM runs; after that, an import's progress is written at most every
 //! `progress_interval`. Settled states, failures and refusals are written at
 //! once. Held statuses are never wrong, only later: the write that follows
@@ -18,7 +19,7 @@ use crate::api::{Phase, WukongStatus};
 /// How status writes are paced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pacing {
-    /// How long after its creation a converging Wukong's status may be held.
+    /// How long after its VM's creation a converging Wukong's status may be held.
     pub settle: Duration,
     /// How often at most a changed import progress alone is written.
     pub progress_interval: Duration,
