@@ -206,6 +206,84 @@ mod tests {
         }
     }
 
+    /// Checks that each kind's built children, as the API server returns them (with a
+    /// status and server fields) and as the cache trims them, still count as applied.
+    struct TrimmedStillApplied<'a> {
+        wukong: &'a ValidWukong,
+        plan: &'a Plan,
+    }
+
+    impl EachKind for TrimmedStillApplied<'_> {
+        fn kind<K: ChildKind>(&mut self) {
+            for desired in K::build(self.wukong, self.plan, &BuildInputs::default()) {
+                let wanted = serde_json::to_value(&desired).expect("desired as JSON");
+                let mut returned = wanted.clone();
+                returned["metadata"]["uid"] = serde_json::json!("uid-1");
+                returned["metadata"]["managedFields"] = serde_json::json!([{"manager": "wukong-operator", "operation": "Apply"}]);
+                returned["status"] = serde_json::json!({"phase": "Bound", "progress": "100.0%", "conditions": []});
+                let mut cached: K = serde_json::from_value(returned).expect("returned object reads");
+                crate::controller::watches::trim_metadata(&mut cached);
+                cached.trim();
+                let present = serde_json::to_value(&cached).expect("cached as JSON");
+                assert!(
+                    crate::controller::diff::is_applied(&wanted, &present),
+                    "{} {}: a trimmed cached object would be applied again",
+                    K::kind(&()),
+                    desired.name_any()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn trimmed_cached_children_still_count_as_applied() {
+        for wukong in &examples() {
+            let plan = plan(wukong);
+            for_each_kind(&mut TrimmedStillApplied { wukong, plan: &plan });
+        }
+    }
+
+    #[test]
+    fn trims_keep_the_status_parts_that_are_read() {
+        use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+        use wukong_models::datavolume::DataVolume;
+        use wukong_models::virtualmachine::VirtualMachine;
+
+        let mut vm: VirtualMachine = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "vm"}, "spec": {"template": {}},
+            "status": {"conditions": [{"type": "RestartRequired", "status": "True"}], "printableStatus": "Running",
+                       "volumeSnapshotStatuses": [{"name": "root", "enabled": false}]}
+        }))
+        .expect("vm");
+        vm.trim();
+        let status = vm.status.expect("vm status kept");
+        assert_eq!(status.conditions.expect("conditions kept")[0].r#type, "RestartRequired");
+        assert!(status.volume_snapshot_statuses.is_none() && status.printable_status.is_none(), "the rest of the VM status goes");
+
+        let mut claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]},
+            "status": {"phase": "Bound", "capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                       "conditions": [{"type": "Resizing", "status": "True"}]}
+        }))
+        .expect("claim");
+        claim.trim();
+        assert_eq!(claim.spec.and_then(|spec| spec.access_modes), Some(vec!["ReadWriteOnce".to_string()]), "the spec stays");
+        let status = claim.status.expect("claim status kept");
+        assert_eq!((status.phase.as_deref(), status.capacity.is_some()), (Some("Bound"), true));
+        assert!(status.conditions.is_none() && status.access_modes.is_none(), "the rest of the claim status goes");
+
+        let mut volume: DataVolume = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "root"}, "spec": {},
+            "status": {"phase": "ImportInProgress", "progress": "42.0%", "claimName": "root",
+                       "conditions": [{"type": "Ready", "status": "False"}]}
+        }))
+        .expect("data volume");
+        volume.trim();
+        let status = volume.status.expect("data volume status kept");
+        assert_eq!((status.phase.as_deref(), status.progress.as_deref()), (Some("ImportInProgress"), Some("42.0%")));
+        assert!(status.conditions.is_none() && status.claim_name.is_none(), "the rest of the DataVolume status goes");
+    }
+
     #[test]
     fn kinds_are_registered_once_in_apply_order() {
         assert_eq!(

@@ -51,7 +51,13 @@ impl ChildKind for VirtualMachine {
 
     fn prepare(_: &mut Self, _: &Self) {}
 
-    fn trim(&mut self) {}
+    /// Of the status, only the conditions (RestartRequired) are read; KubeVirt's volume, snapshot and
+    /// request lists are dropped. The operator sets no status, so no apply compares against them.
+    fn trim(&mut self) {
+        if let Some(status) = self.status.as_mut() {
+            *status = VirtualMachineStatus { conditions: status.conditions.take(), ..Default::default() };
+        }
+    }
 }
 
 /// The VirtualMachine.
@@ -74,13 +80,16 @@ pub fn virtual_machine(wukong: &ValidWukong, plan: &Plan) -> VirtualMachine {
             run_strategy: Some(wukong.run_strategy.as_str().to_string()),
             template: VirtualMachineTemplate {
                 metadata: Some(template_metadata),
-                spec: Some(VirtualMachineTemplateSpec {
+                spec: Some(Box::new(VirtualMachineTemplateSpec {
                     domain: VirtualMachineTemplateSpecDomain {
-                        cpu: Some(VirtualMachineTemplateSpecDomainCpu { cores: Some(wukong.spec.cpu as i32), ..Default::default() }),
-                        memory: Some(VirtualMachineTemplateSpecDomainMemory {
+                        cpu: Some(Box::new(VirtualMachineTemplateSpecDomainCpu {
+                            cores: Some(wukong.spec.cpu as i32),
+                            ..Default::default()
+                        })),
+                        memory: Some(Box::new(VirtualMachineTemplateSpecDomainMemory {
                             guest: Some(IntOrString::String(wukong.spec.memory.clone())),
                             ..Default::default()
-                        }),
+                        })),
                         devices: VirtualMachineTemplateSpecDomainDevices {
                             disks: Some(disks),
                             interfaces: Some(interfaces),
@@ -95,7 +104,7 @@ pub fn virtual_machine(wukong: &ValidWukong, plan: &Plan) -> VirtualMachine {
                     affinity: affinity(&high_availability),
                     eviction_strategy: wukong.spec.eviction_strategy.map(|strategy| strategy.as_str().to_string()),
                     ..Default::default()
-                }),
+                })),
             },
             ..Default::default()
         },
@@ -115,24 +124,25 @@ fn disks_and_volumes(
         disks.push(VirtualMachineTemplateSpecDomainDevicesDisks {
             name: disk.name.clone(),
             boot_order: (disk.boot == Some(true)).then_some(1),
-            disk: Some(VirtualMachineTemplateSpecDomainDevicesDisksDisk {
+            disk: Some(Box::new(VirtualMachineTemplateSpecDomainDevicesDisksDisk {
                 bus: Some(disk.bus.unwrap_or(DiskBus::Virtio).as_str().to_string()),
                 readonly: read_only.then_some(true),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         });
         let mut volume = VirtualMachineTemplateSpecVolumes { name: disk.name.clone(), ..Default::default() };
         match &planned.volume {
             Volume::DataVolume(name) => {
-                volume.data_volume = Some(VirtualMachineTemplateSpecVolumesDataVolume { name: name.clone(), ..Default::default() });
+                volume.data_volume =
+                    Some(Box::new(VirtualMachineTemplateSpecVolumesDataVolume { name: name.clone(), ..Default::default() }));
             }
             Volume::BlankClaim(name) | Volume::ExistingClaim(name) => {
-                volume.persistent_volume_claim = Some(VirtualMachineTemplateSpecVolumesPersistentVolumeClaim {
+                volume.persistent_volume_claim = Some(Box::new(VirtualMachineTemplateSpecVolumesPersistentVolumeClaim {
                     claim_name: name.clone(),
                     read_only: read_only.then_some(true),
                     ..Default::default()
-                });
+                }));
             }
         }
         volumes.push(volume);
@@ -140,20 +150,20 @@ fn disks_and_volumes(
     if let Some(secret) = plan.cloud_init_secret.clone() {
         disks.push(VirtualMachineTemplateSpecDomainDevicesDisks {
             name: CLOUD_INIT_DISK.to_string(),
-            disk: Some(VirtualMachineTemplateSpecDomainDevicesDisksDisk {
+            disk: Some(Box::new(VirtualMachineTemplateSpecDomainDevicesDisksDisk {
                 bus: Some(DiskBus::Virtio.as_str().to_string()),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         });
         volumes.push(VirtualMachineTemplateSpecVolumes {
             name: CLOUD_INIT_DISK.to_string(),
-            cloud_init_no_cloud: Some(VirtualMachineTemplateSpecVolumesCloudInitNoCloud {
-                secret_ref: Some(VirtualMachineTemplateSpecVolumesCloudInitNoCloudSecretRef { name: Some(secret.clone()) }),
+            cloud_init_no_cloud: Some(Box::new(VirtualMachineTemplateSpecVolumesCloudInitNoCloud {
+                secret_ref: Some(Box::new(VirtualMachineTemplateSpecVolumesCloudInitNoCloudSecretRef { name: Some(secret.clone()) })),
                 network_data_secret_ref: super::cloudinit::has_network_data(wukong)
-                    .then_some(VirtualMachineTemplateSpecVolumesCloudInitNoCloudNetworkDataSecretRef { name: Some(secret) }),
+                    .then(|| Box::new(VirtualMachineTemplateSpecVolumesCloudInitNoCloudNetworkDataSecretRef { name: Some(secret) })),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         });
     }
@@ -175,9 +185,11 @@ fn interface(parsed: &ParsedNetwork) -> VirtualMachineTemplateSpecDomainDevicesI
         ..Default::default()
     };
     match parsed.network.network_type {
-        NetworkType::Pod => interface.masquerade = Some(VirtualMachineTemplateSpecDomainDevicesInterfacesMasquerade {}),
-        NetworkType::Sriov => interface.sriov = Some(VirtualMachineTemplateSpecDomainDevicesInterfacesSriov {}),
-        NetworkType::Bridge | NetworkType::Vlan => interface.bridge = Some(VirtualMachineTemplateSpecDomainDevicesInterfacesBridge {}),
+        NetworkType::Pod => interface.masquerade = Some(Box::new(VirtualMachineTemplateSpecDomainDevicesInterfacesMasquerade {})),
+        NetworkType::Sriov => interface.sriov = Some(Box::new(VirtualMachineTemplateSpecDomainDevicesInterfacesSriov {})),
+        NetworkType::Bridge | NetworkType::Vlan => {
+            interface.bridge = Some(Box::new(VirtualMachineTemplateSpecDomainDevicesInterfacesBridge {}))
+        }
     }
     interface
 }
@@ -185,12 +197,12 @@ fn interface(parsed: &ParsedNetwork) -> VirtualMachineTemplateSpecDomainDevicesI
 fn network(wukong: &ValidWukong, parsed: &ParsedNetwork, attachment: Option<&str>) -> VirtualMachineTemplateSpecNetworks {
     let mut network = VirtualMachineTemplateSpecNetworks { name: parsed.network.name.clone(), ..Default::default() };
     if let Some(attachment) = attachment {
-        network.multus = Some(VirtualMachineTemplateSpecNetworksMultus {
+        network.multus = Some(Box::new(VirtualMachineTemplateSpecNetworksMultus {
             network_name: format!("{}/{attachment}", wukong.namespace),
             ..Default::default()
-        });
+        }));
     } else {
-        network.pod = Some(VirtualMachineTemplateSpecNetworksPod::default());
+        network.pod = Some(Box::default());
     }
     network
 }
@@ -214,7 +226,7 @@ fn tolerations(high_availability: &HighAvailability) -> Option<Vec<VirtualMachin
     )
 }
 
-fn affinity(high_availability: &HighAvailability) -> Option<VirtualMachineTemplateSpecAffinity> {
+fn affinity(high_availability: &HighAvailability) -> Option<Box<VirtualMachineTemplateSpecAffinity>> {
     let anti_affinity = high_availability.anti_affinity.as_ref()?;
     let topology_key = anti_affinity.topology_key.clone().unwrap_or_else(|| DEFAULT_TOPOLOGY_KEY.to_string());
     let match_labels = Some(BTreeMap::from([(HA_GROUP_LABEL.to_string(), anti_affinity.group.clone())]));
@@ -222,10 +234,10 @@ fn affinity(high_availability: &HighAvailability) -> Option<VirtualMachineTempla
         AntiAffinityMode::Required => VirtualMachineTemplateSpecAffinityPodAntiAffinity {
             required_during_scheduling_ignored_during_execution: Some(vec![
                 VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecution {
-                    label_selector: Some(VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector {
+                    label_selector: Some(Box::new(VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector {
                         match_labels,
                         ..Default::default()
-                    }),
+                    })),
                     topology_key,
                     ..Default::default()
                 },
@@ -236,12 +248,12 @@ fn affinity(high_availability: &HighAvailability) -> Option<VirtualMachineTempla
             preferred_during_scheduling_ignored_during_execution: Some(vec![
                 VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecution {
                     pod_affinity_term: VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTerm {
-                        label_selector: Some(
+                        label_selector: Some(Box::new(
                             VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector {
                                 match_labels,
                                 ..Default::default()
                             },
-                        ),
+                        )),
                         topology_key,
                         ..Default::default()
                     },
@@ -251,5 +263,5 @@ fn affinity(high_availability: &HighAvailability) -> Option<VirtualMachineTempla
             ..Default::default()
         },
     };
-    Some(VirtualMachineTemplateSpecAffinity { pod_anti_affinity: Some(pod_anti_affinity), ..Default::default() })
+    Some(Box::new(VirtualMachineTemplateSpecAffinity { pod_anti_affinity: Some(Box::new(pod_anti_affinity)), ..Default::default() }))
 }

@@ -7,12 +7,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, VolumeResourceRequirements,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Resource;
 use wukong_models::datavolume::{
-    DataVolume, DataVolumeSource, DataVolumeSourceHttp, DataVolumeSourcePvc, DataVolumeSourceRegistry, DataVolumeSpec, DataVolumeStorage,
-    DataVolumeStorageResources,
+    DataVolume, DataVolumeSource, DataVolumeSourceHttp, DataVolumeSourcePvc, DataVolumeSourceRegistry, DataVolumeSpec, DataVolumeStatus,
+    DataVolumeStorage, DataVolumeStorageResources,
 };
 
 use super::kind::{BuildInputs, ChildKind, MANAGE, Permission, Planned};
@@ -50,7 +52,13 @@ impl ChildKind for PersistentVolumeClaim {
 
     fn prepare(_: &mut Self, _: &Self) {}
 
-    fn trim(&mut self) {}
+    /// Of the status, only the phase and the capacity are read; the binder's conditions and the rest are dropped.
+    /// The operator sets no status, so no apply compares against what is dropped.
+    fn trim(&mut self) {
+        if let Some(status) = self.status.as_mut() {
+            *status = PersistentVolumeClaimStatus { phase: status.phase.take(), capacity: status.capacity.take(), ..Default::default() };
+        }
+    }
 }
 
 impl ChildKind for DataVolume {
@@ -89,7 +97,12 @@ impl ChildKind for DataVolume {
         desired.spec = current.spec.clone();
     }
 
-    fn trim(&mut self) {}
+    /// Of the status, only the phase and the import progress are read; CDI's conditions and the rest are dropped.
+    fn trim(&mut self) {
+        if let Some(status) = self.status.as_mut() {
+            *status = DataVolumeStatus { phase: status.phase.take(), progress: status.progress.take(), ..Default::default() };
+        }
+    }
 }
 
 /// The disks with their plans, in spec order.
@@ -109,16 +122,18 @@ fn data_volume(wukong: &ValidWukong, disk: &Disk, planned: &DiskPlan) -> Option<
     let source = match (&disk.image, &planned.existing) {
         (Some(image), _) => image_source(image),
         (None, Some(existing)) => DataVolumeSource {
-            pvc: Some(DataVolumeSourcePvc { name: existing.name.clone(), namespace: existing.namespace.clone() }),
+            pvc: Some(Box::new(DataVolumeSourcePvc { name: existing.name.clone(), namespace: existing.namespace.clone() })),
             ..DataVolumeSource::default()
         },
         (None, None) => return None,
     };
     let storage = DataVolumeStorage {
         access_modes: disk.access_mode.map(|mode| vec![mode.as_str().to_string()]),
-        resources: disk.size.as_ref().map(|size| DataVolumeStorageResources {
-            requests: Some(BTreeMap::from([("storage".to_string(), size_value(size))])),
-            limits: None,
+        resources: disk.size.as_ref().map(|size| {
+            Box::new(DataVolumeStorageResources {
+                requests: Some(BTreeMap::from([("storage".to_string(), size_value(size))])),
+                limits: None,
+            })
         }),
         storage_class_name: disk.storage_class_name.clone(),
         volume_mode: disk.volume_mode.map(|mode| mode.as_str().to_string()),
@@ -126,7 +141,7 @@ fn data_volume(wukong: &ValidWukong, disk: &Disk, planned: &DiskPlan) -> Option<
     };
     Some(DataVolume {
         metadata: volume_meta(wukong, planned, name.clone()),
-        spec: DataVolumeSpec { source: Some(source), storage: Some(storage), ..DataVolumeSpec::default() },
+        spec: DataVolumeSpec { source: Some(Box::new(source)), storage: Some(Box::new(storage)), ..DataVolumeSpec::default() },
         status: None,
     })
 }
@@ -134,11 +149,14 @@ fn data_volume(wukong: &ValidWukong, disk: &Disk, planned: &DiskPlan) -> Option<
 fn image_source(image: &str) -> DataVolumeSource {
     if image.starts_with("docker://") {
         DataVolumeSource {
-            registry: Some(DataVolumeSourceRegistry { url: Some(image.to_string()), ..Default::default() }),
+            registry: Some(Box::new(DataVolumeSourceRegistry { url: Some(image.to_string()), ..Default::default() })),
             ..Default::default()
         }
     } else {
-        DataVolumeSource { http: Some(DataVolumeSourceHttp { url: image.to_string(), ..Default::default() }), ..Default::default() }
+        DataVolumeSource {
+            http: Some(Box::new(DataVolumeSourceHttp { url: image.to_string(), ..Default::default() })),
+            ..Default::default()
+        }
     }
 }
 

@@ -45,7 +45,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::{Instrument, info, warn};
 use wukong_models::datavolume::DataVolume;
-use wukong_models::virtualmachineinstance::VirtualMachineInstance;
+use wukong_models::virtualmachineinstance::{VirtualMachineInstance, VirtualMachineInstanceStatus};
 
 use self::by_kind::ByKind;
 use self::context::{Context, Stores, system_clock};
@@ -78,10 +78,22 @@ pub fn wukong_resource() -> kube::api::ApiResource {
 /// Keeps nothing extra.
 fn keep_all<K>(_: &mut K) {}
 
-/// A VMI is read for its labels and status only: its spec (a copy of the VM
-/// template) is not cached.
-fn trim_instance(instance: &mut VirtualMachineInstance) {
+/// A VMI is read for its labels and a few parts of its status only: its spec
+/// (a copy of the VM template) is not cached, nor the status parts no step
+/// reads (volume and guest-agent details, and the like). The operator never
+/// applies a VMI, so nothing compares against what is dropped.
+pub fn trim_instance(instance: &mut VirtualMachineInstance) {
     instance.spec = Default::default();
+    if let Some(status) = instance.status.as_mut() {
+        *status = VirtualMachineInstanceStatus {
+            phase: status.phase.take(),
+            conditions: status.conditions.take(),
+            interfaces: status.interfaces.take(),
+            node_name: status.node_name.take(),
+            migration_state: status.migration_state.take(),
+            ..Default::default()
+        };
+    }
 }
 
 /// Runs the controller until a shutdown signal or until `stop` resolves,
@@ -345,4 +357,30 @@ fn error_policy(object: Arc<GuardedWukong>, error: &reconcile::Error, context: A
 pub fn backoff(attempts: u32) -> Duration {
     let seconds = 1u64.checked_shl(attempts.saturating_sub(1)).unwrap_or(u64::MAX).min(300);
     Duration::from_secs(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use wukong_models::virtualmachineinstance::VirtualMachineInstance;
+
+    use super::trim_instance;
+
+    #[test]
+    fn an_instance_keeps_the_status_parts_that_are_read() {
+        let mut instance: VirtualMachineInstance = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-vm", "namespace": "prod", "uid": "u1"},
+            "spec": {"domain": {"devices": {}}},
+            "status": {"phase": "Running", "nodeName": "node-a", "conditions": [{"type": "Ready", "status": "True"}],
+                       "interfaces": [{"name": "default", "ipAddress": "10.0.0.5"}],
+                       "migrationState": {"sourceNode": "node-a"},
+                       "volumeStatus": [{"name": "root", "target": "vda"}], "guestOSInfo": {"name": "Debian"}}
+        }))
+        .expect("instance");
+        trim_instance(&mut instance);
+        let status = instance.status.expect("status kept");
+        assert_eq!((status.phase.as_deref(), status.node_name.as_deref()), (Some("Running"), Some("node-a")));
+        assert!(status.conditions.is_some() && status.interfaces.is_some() && status.migration_state.is_some());
+        assert!(status.volume_status.is_none() && status.guest_os_info.is_none(), "the rest of the status goes");
+        assert_eq!(instance.metadata.uid.as_deref(), Some("u1"));
+    }
 }

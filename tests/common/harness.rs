@@ -24,7 +24,8 @@ use wukong::children::{ChildKind, EachKind, for_each_kind};
 use wukong::controller::by_kind::ByKind;
 use wukong::controller::context::{Context, Stores};
 use wukong::controller::reconcile::{Error, reconcile};
-use wukong::controller::wukong_resource;
+use wukong::controller::watches::trim_metadata;
+use wukong::controller::{trim_instance, wukong_resource};
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::fake_api::{FakeApi, Request};
@@ -82,8 +83,16 @@ impl EachKind for ChildCaches {
         self.stores.insert(store);
         self.refills.push(Box::new(move |api: &FakeApi| {
             let objects: Vec<K> = typed(api, &K::api_version(&()), &K::plural(&()));
-            // The caches hold what the controller's watch selects.
-            let selected = objects.into_iter().filter(|object| selected::<K>(object)).collect();
+            // The caches hold what the controller's watch selects, trimmed as the watch trims it.
+            let selected = objects
+                .into_iter()
+                .filter(|object| selected::<K>(object))
+                .map(|mut object| {
+                    trim_metadata(&mut object);
+                    object.trim();
+                    object
+                })
+                .collect();
             refill(&mut writer, selected);
         }));
     }
@@ -152,7 +161,9 @@ impl Harness {
         let api = &self.api;
         let mut writers = self.writers.lock().expect("writers lock");
         refill(&mut writers.wukongs, typed(api, "vm.novasphere.dev/v1alpha1", "wukongs"));
-        refill(&mut writers.instances, typed(api, "kubevirt.io/v1", "virtualmachineinstances"));
+        let mut instances: Vec<VirtualMachineInstance> = typed(api, "kubevirt.io/v1", "virtualmachineinstances");
+        instances.iter_mut().for_each(trim_instance);
+        refill(&mut writers.instances, instances);
         refill(&mut writers.storage_classes, typed(api, "storage.k8s.io/v1", "storageclasses"));
         refill(&mut writers.pools, typed(api, "vm.novasphere.dev/v1alpha1", "ippools"));
         // As the operator's watch: only its own leases (by label).

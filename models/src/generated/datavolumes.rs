@@ -31,15 +31,15 @@ pub struct DataVolumeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "priorityClassName")]
     pub priority_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pvc: Option<DataVolumePvc>,
+    pub pvc: Option<Box<DataVolumePvc>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "serviceAccountName")]
     pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<DataVolumeSource>,
+    pub source: Option<Box<DataVolumeSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceRef")]
-    pub source_ref: Option<DataVolumeSourceRef>,
+    pub source_ref: Option<Box<DataVolumeSourceRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<DataVolumeStorage>,
+    pub storage: Option<Box<DataVolumeStorage>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -61,13 +61,13 @@ pub struct DataVolumePvc {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "accessModes")]
     pub access_modes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataSource")]
-    pub data_source: Option<DataVolumePvcDataSource>,
+    pub data_source: Option<Box<DataVolumePvcDataSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataSourceRef")]
-    pub data_source_ref: Option<DataVolumePvcDataSourceRef>,
+    pub data_source_ref: Option<Box<DataVolumePvcDataSourceRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<DataVolumePvcResources>,
+    pub resources: Option<Box<DataVolumePvcResources>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<DataVolumePvcSelector>,
+    pub selector: Option<Box<DataVolumePvcSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "storageClassName")]
     pub storage_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeAttributesClassName")]
@@ -123,25 +123,25 @@ pub struct DataVolumePvcSelectorMatchExpressions {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DataVolumeSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blank: Option<DataVolumeSourceBlank>,
+    pub blank: Option<Box<DataVolumeSourceBlank>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gcs: Option<DataVolumeSourceGcs>,
+    pub gcs: Option<Box<DataVolumeSourceGcs>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<DataVolumeSourceHttp>,
+    pub http: Option<Box<DataVolumeSourceHttp>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imageio: Option<DataVolumeSourceImageio>,
+    pub imageio: Option<Box<DataVolumeSourceImageio>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pvc: Option<DataVolumeSourcePvc>,
+    pub pvc: Option<Box<DataVolumeSourcePvc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry: Option<DataVolumeSourceRegistry>,
+    pub registry: Option<Box<DataVolumeSourceRegistry>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<DataVolumeSourceS3>,
+    pub s3: Option<Box<DataVolumeSourceS3>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<DataVolumeSourceSnapshot>,
+    pub snapshot: Option<Box<DataVolumeSourceSnapshot>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload: Option<DataVolumeSourceUpload>,
+    pub upload: Option<Box<DataVolumeSourceUpload>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vddk: Option<DataVolumeSourceVddk>,
+    pub vddk: Option<Box<DataVolumeSourceVddk>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -198,7 +198,7 @@ pub struct DataVolumeSourceRegistry {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "imageStream")]
     pub image_stream: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<DataVolumeSourceRegistryPlatform>,
+    pub platform: Option<Box<DataVolumeSourceRegistryPlatform>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "pullMethod")]
     pub pull_method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "secretRef")]
@@ -265,13 +265,13 @@ pub struct DataVolumeStorage {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "accessModes")]
     pub access_modes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataSource")]
-    pub data_source: Option<DataVolumeStorageDataSource>,
+    pub data_source: Option<Box<DataVolumeStorageDataSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataSourceRef")]
-    pub data_source_ref: Option<DataVolumeStorageDataSourceRef>,
+    pub data_source_ref: Option<Box<DataVolumeStorageDataSourceRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<DataVolumeStorageResources>,
+    pub resources: Option<Box<DataVolumeStorageResources>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<DataVolumeStorageSelector>,
+    pub selector: Option<Box<DataVolumeStorageSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "storageClassName")]
     pub storage_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeMode")]

@@ -25,9 +25,9 @@ pub struct VirtualMachineInstanceMigrationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub receive: Option<VirtualMachineInstanceMigrationReceive>,
+    pub receive: Option<Box<VirtualMachineInstanceMigrationReceive>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sendTo")]
-    pub send_to: Option<VirtualMachineInstanceMigrationSendTo>,
+    pub send_to: Option<Box<VirtualMachineInstanceMigrationSendTo>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "vmiName")]
     pub vmi_name: Option<String>,
 }
@@ -51,7 +51,7 @@ pub struct VirtualMachineInstanceMigrationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<VirtualMachineInstanceMigrationStatusConditions>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationState")]
-    pub migration_state: Option<VirtualMachineInstanceMigrationStatusMigrationState>,
+    pub migration_state: Option<Box<VirtualMachineInstanceMigrationStatusMigrationState>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "phaseTransitionTimestamps")]
@@ -90,7 +90,7 @@ pub struct VirtualMachineInstanceMigrationStatusMigrationState {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "failureReason")]
     pub failure_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationConfiguration")]
-    pub migration_configuration: Option<VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfiguration>,
+    pub migration_configuration: Option<Box<VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfiguration>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationNetworkType")]
     pub migration_network_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationPolicyName")]
@@ -106,7 +106,7 @@ pub struct VirtualMachineInstanceMigrationStatusMigrationState {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourcePod")]
     pub source_pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceState")]
-    pub source_state: Option<VirtualMachineInstanceMigrationStatusMigrationStateSourceState>,
+    pub source_state: Option<Box<VirtualMachineInstanceMigrationStatusMigrationStateSourceState>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "startTimestamp")]
     pub start_timestamp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetAttachmentPodUID")]
@@ -132,7 +132,7 @@ pub struct VirtualMachineInstanceMigrationStatusMigrationState {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetPod")]
     pub target_pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetState")]
-    pub target_state: Option<VirtualMachineInstanceMigrationStatusMigrationStateTargetState>,
+    pub target_state: Option<Box<VirtualMachineInstanceMigrationStatusMigrationStateTargetState>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -150,7 +150,7 @@ pub struct VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfigura
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "disableTLS")]
     pub disable_tls: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub experimental: Option<VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfigurationExperimental>,
+    pub experimental: Option<Box<VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfigurationExperimental>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchSELinuxLevelOnMigration")]
     pub match_se_linux_level_on_migration: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxDowntimeMs")]
@@ -176,7 +176,7 @@ pub struct VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfigura
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfigurationExperimentalCompression>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "stallDetector")]
-    pub stall_detector: Option<VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfigurationExperimentalStallDetector>,
+    pub stall_detector: Option<Box<VirtualMachineInstanceMigrationStatusMigrationStateMigrationConfigurationExperimentalStallDetector>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -23,11 +23,11 @@ pub struct VirtualMachineInstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "accessCredentials")]
     pub access_credentials: Option<Vec<VirtualMachineInstanceAccessCredentials>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<VirtualMachineInstanceAffinity>,
+    pub affinity: Option<Box<VirtualMachineInstanceAffinity>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dnsConfig")]
-    pub dns_config: Option<VirtualMachineInstanceDnsConfig>,
+    pub dns_config: Option<Box<VirtualMachineInstanceDnsConfig>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dnsPolicy")]
     pub dns_policy: Option<String>,
     pub domain: VirtualMachineInstanceDomain,
@@ -36,7 +36,7 @@ pub struct VirtualMachineInstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "livenessProbe")]
-    pub liveness_probe: Option<VirtualMachineInstanceLivenessProbe>,
+    pub liveness_probe: Option<Box<VirtualMachineInstanceLivenessProbe>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networks: Option<Vec<VirtualMachineInstanceNetworks>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "nodeSelector")]
@@ -44,7 +44,7 @@ pub struct VirtualMachineInstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "priorityClassName")]
     pub priority_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "readinessProbe")]
-    pub readiness_probe: Option<VirtualMachineInstanceReadinessProbe>,
+    pub readiness_probe: Option<Box<VirtualMachineInstanceReadinessProbe>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceClaims")]
     pub resource_claims: Option<Vec<VirtualMachineInstanceResourceClaims>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "schedulerName")]
@@ -70,9 +70,9 @@ pub struct VirtualMachineInstanceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAccessCredentials {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sshPublicKey")]
-    pub ssh_public_key: Option<VirtualMachineInstanceAccessCredentialsSshPublicKey>,
+    pub ssh_public_key: Option<Box<VirtualMachineInstanceAccessCredentialsSshPublicKey>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userPassword")]
-    pub user_password: Option<VirtualMachineInstanceAccessCredentialsUserPassword>,
+    pub user_password: Option<Box<VirtualMachineInstanceAccessCredentialsUserPassword>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -85,11 +85,11 @@ pub struct VirtualMachineInstanceAccessCredentialsSshPublicKey {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAccessCredentialsSshPublicKeyPropagationMethod {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "configDrive")]
-    pub config_drive: Option<VirtualMachineInstanceAccessCredentialsSshPublicKeyPropagationMethodConfigDrive>,
+    pub config_drive: Option<Box<VirtualMachineInstanceAccessCredentialsSshPublicKeyPropagationMethodConfigDrive>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "noCloud")]
-    pub no_cloud: Option<VirtualMachineInstanceAccessCredentialsSshPublicKeyPropagationMethodNoCloud>,
+    pub no_cloud: Option<Box<VirtualMachineInstanceAccessCredentialsSshPublicKeyPropagationMethodNoCloud>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "qemuGuestAgent")]
-    pub qemu_guest_agent: Option<VirtualMachineInstanceAccessCredentialsSshPublicKeyPropagationMethodQemuGuestAgent>,
+    pub qemu_guest_agent: Option<Box<VirtualMachineInstanceAccessCredentialsSshPublicKeyPropagationMethodQemuGuestAgent>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -108,7 +108,7 @@ pub struct VirtualMachineInstanceAccessCredentialsSshPublicKeyPropagationMethodQ
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAccessCredentialsSshPublicKeySource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<VirtualMachineInstanceAccessCredentialsSshPublicKeySourceSecret>,
+    pub secret: Option<Box<VirtualMachineInstanceAccessCredentialsSshPublicKeySourceSecret>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -127,7 +127,7 @@ pub struct VirtualMachineInstanceAccessCredentialsUserPassword {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAccessCredentialsUserPasswordPropagationMethod {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "qemuGuestAgent")]
-    pub qemu_guest_agent: Option<VirtualMachineInstanceAccessCredentialsUserPasswordPropagationMethodQemuGuestAgent>,
+    pub qemu_guest_agent: Option<Box<VirtualMachineInstanceAccessCredentialsUserPasswordPropagationMethodQemuGuestAgent>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -137,7 +137,7 @@ pub struct VirtualMachineInstanceAccessCredentialsUserPasswordPropagationMethodQ
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAccessCredentialsUserPasswordSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<VirtualMachineInstanceAccessCredentialsUserPasswordSourceSecret>,
+    pub secret: Option<Box<VirtualMachineInstanceAccessCredentialsUserPasswordSourceSecret>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -149,11 +149,11 @@ pub struct VirtualMachineInstanceAccessCredentialsUserPasswordSourceSecret {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAffinity {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "nodeAffinity")]
-    pub node_affinity: Option<VirtualMachineInstanceAffinityNodeAffinity>,
+    pub node_affinity: Option<Box<VirtualMachineInstanceAffinityNodeAffinity>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "podAffinity")]
-    pub pod_affinity: Option<VirtualMachineInstanceAffinityPodAffinity>,
+    pub pod_affinity: Option<Box<VirtualMachineInstanceAffinityPodAffinity>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "podAntiAffinity")]
-    pub pod_anti_affinity: Option<VirtualMachineInstanceAffinityPodAntiAffinity>,
+    pub pod_anti_affinity: Option<Box<VirtualMachineInstanceAffinityPodAntiAffinity>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -161,7 +161,7 @@ pub struct VirtualMachineInstanceAffinityNodeAffinity {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "preferredDuringSchedulingIgnoredDuringExecution")]
     pub preferred_during_scheduling_ignored_during_execution: Option<Vec<VirtualMachineInstanceAffinityNodeAffinityPreferredDuringSchedulingIgnoredDuringExecution>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "requiredDuringSchedulingIgnoredDuringExecution")]
-    pub required_during_scheduling_ignored_during_execution: Option<VirtualMachineInstanceAffinityNodeAffinityRequiredDuringSchedulingIgnoredDuringExecution>,
+    pub required_during_scheduling_ignored_during_execution: Option<Box<VirtualMachineInstanceAffinityNodeAffinityRequiredDuringSchedulingIgnoredDuringExecution>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -242,13 +242,13 @@ pub struct VirtualMachineInstanceAffinityPodAffinityPreferredDuringSchedulingIgn
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTerm {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineInstanceAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineInstanceAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mismatchLabelKeys")]
     pub mismatch_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespaceSelector")]
-    pub namespace_selector: Option<VirtualMachineInstanceAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermNamespaceSelector>,
+    pub namespace_selector: Option<Box<VirtualMachineInstanceAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermNamespaceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     #[serde(rename = "topologyKey")]
@@ -290,13 +290,13 @@ pub struct VirtualMachineInstanceAffinityPodAffinityPreferredDuringSchedulingIgn
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecution {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineInstanceAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineInstanceAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mismatchLabelKeys")]
     pub mismatch_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespaceSelector")]
-    pub namespace_selector: Option<VirtualMachineInstanceAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecutionNamespaceSelector>,
+    pub namespace_selector: Option<Box<VirtualMachineInstanceAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecutionNamespaceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     #[serde(rename = "topologyKey")]
@@ -353,13 +353,13 @@ pub struct VirtualMachineInstanceAffinityPodAntiAffinityPreferredDuringSchedulin
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTerm {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineInstanceAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineInstanceAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mismatchLabelKeys")]
     pub mismatch_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespaceSelector")]
-    pub namespace_selector: Option<VirtualMachineInstanceAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermNamespaceSelector>,
+    pub namespace_selector: Option<Box<VirtualMachineInstanceAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermNamespaceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     #[serde(rename = "topologyKey")]
@@ -401,13 +401,13 @@ pub struct VirtualMachineInstanceAffinityPodAntiAffinityPreferredDuringSchedulin
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecution {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineInstanceAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineInstanceAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mismatchLabelKeys")]
     pub mismatch_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespaceSelector")]
-    pub namespace_selector: Option<VirtualMachineInstanceAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionNamespaceSelector>,
+    pub namespace_selector: Option<Box<VirtualMachineInstanceAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionNamespaceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     #[serde(rename = "topologyKey")]
@@ -467,30 +467,30 @@ pub struct VirtualMachineInstanceDnsConfigOptions {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomain {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chassis: Option<VirtualMachineInstanceDomainChassis>,
+    pub chassis: Option<Box<VirtualMachineInstanceDomainChassis>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock: Option<VirtualMachineInstanceDomainClock>,
+    pub clock: Option<Box<VirtualMachineInstanceDomainClock>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<VirtualMachineInstanceDomainCpu>,
+    pub cpu: Option<Box<VirtualMachineInstanceDomainCpu>>,
     pub devices: VirtualMachineInstanceDomainDevices,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<VirtualMachineInstanceDomainFeatures>,
+    pub features: Option<Box<VirtualMachineInstanceDomainFeatures>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub firmware: Option<VirtualMachineInstanceDomainFirmware>,
+    pub firmware: Option<Box<VirtualMachineInstanceDomainFirmware>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ioThreads")]
-    pub io_threads: Option<VirtualMachineInstanceDomainIoThreads>,
+    pub io_threads: Option<Box<VirtualMachineInstanceDomainIoThreads>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ioThreadsPolicy")]
     pub io_threads_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "launchSecurity")]
-    pub launch_security: Option<VirtualMachineInstanceDomainLaunchSecurity>,
+    pub launch_security: Option<Box<VirtualMachineInstanceDomainLaunchSecurity>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine: Option<VirtualMachineInstanceDomainMachine>,
+    pub machine: Option<Box<VirtualMachineInstanceDomainMachine>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<VirtualMachineInstanceDomainMemory>,
+    pub memory: Option<Box<VirtualMachineInstanceDomainMemory>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "rebootPolicy")]
     pub reboot_policy: Option<VirtualMachineInstanceDomainRebootPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<VirtualMachineInstanceDomainResources>,
+    pub resources: Option<Box<VirtualMachineInstanceDomainResources>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -510,25 +510,25 @@ pub struct VirtualMachineInstanceDomainChassis {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainClock {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timer: Option<VirtualMachineInstanceDomainClockTimer>,
+    pub timer: Option<Box<VirtualMachineInstanceDomainClockTimer>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utc: Option<VirtualMachineInstanceDomainClockUtc>,
+    pub utc: Option<Box<VirtualMachineInstanceDomainClockUtc>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainClockTimer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hpet: Option<VirtualMachineInstanceDomainClockTimerHpet>,
+    pub hpet: Option<Box<VirtualMachineInstanceDomainClockTimerHpet>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hyperv: Option<VirtualMachineInstanceDomainClockTimerHyperv>,
+    pub hyperv: Option<Box<VirtualMachineInstanceDomainClockTimerHyperv>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kvm: Option<VirtualMachineInstanceDomainClockTimerKvm>,
+    pub kvm: Option<Box<VirtualMachineInstanceDomainClockTimerKvm>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pit: Option<VirtualMachineInstanceDomainClockTimerPit>,
+    pub pit: Option<Box<VirtualMachineInstanceDomainClockTimerPit>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rtc: Option<VirtualMachineInstanceDomainClockTimerRtc>,
+    pub rtc: Option<Box<VirtualMachineInstanceDomainClockTimerRtc>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -590,9 +590,9 @@ pub struct VirtualMachineInstanceDomainCpu {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub numa: Option<VirtualMachineInstanceDomainCpuNuma>,
+    pub numa: Option<Box<VirtualMachineInstanceDomainCpuNuma>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub realtime: Option<VirtualMachineInstanceDomainCpuRealtime>,
+    pub realtime: Option<Box<VirtualMachineInstanceDomainCpuRealtime>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sockets: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -609,7 +609,7 @@ pub struct VirtualMachineInstanceDomainCpuFeatures {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainCpuNuma {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "guestMappingPassthrough")]
-    pub guest_mapping_passthrough: Option<VirtualMachineInstanceDomainCpuNumaGuestMappingPassthrough>,
+    pub guest_mapping_passthrough: Option<Box<VirtualMachineInstanceDomainCpuNumaGuestMappingPassthrough>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -639,13 +639,13 @@ pub struct VirtualMachineInstanceDomainDevices {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "blockMultiQueue")]
     pub block_multi_queue: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientPassthrough")]
-    pub client_passthrough: Option<VirtualMachineInstanceDomainDevicesClientPassthrough>,
+    pub client_passthrough: Option<Box<VirtualMachineInstanceDomainDevicesClientPassthrough>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "disableHotplug")]
     pub disable_hotplug: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disks: Option<Vec<VirtualMachineInstanceDomainDevicesDisks>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "downwardMetrics")]
-    pub downward_metrics: Option<VirtualMachineInstanceDomainDevicesDownwardMetrics>,
+    pub downward_metrics: Option<Box<VirtualMachineInstanceDomainDevicesDownwardMetrics>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filesystems: Option<Vec<VirtualMachineInstanceDomainDevicesFilesystems>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -663,17 +663,17 @@ pub struct VirtualMachineInstanceDomainDevices {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "panicDevices")]
     pub panic_devices: Option<Vec<VirtualMachineInstanceDomainDevicesPanicDevices>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rng: Option<VirtualMachineInstanceDomainDevicesRng>,
+    pub rng: Option<Box<VirtualMachineInstanceDomainDevicesRng>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sound: Option<VirtualMachineInstanceDomainDevicesSound>,
+    pub sound: Option<Box<VirtualMachineInstanceDomainDevicesSound>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tpm: Option<VirtualMachineInstanceDomainDevicesTpm>,
+    pub tpm: Option<Box<VirtualMachineInstanceDomainDevicesTpm>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "useVirtioTransitional")]
     pub use_virtio_transitional: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub video: Option<VirtualMachineInstanceDomainDevicesVideo>,
+    pub video: Option<Box<VirtualMachineInstanceDomainDevicesVideo>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watchdog: Option<VirtualMachineInstanceDomainDevicesWatchdog>,
+    pub watchdog: Option<Box<VirtualMachineInstanceDomainDevicesWatchdog>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -683,25 +683,25 @@ pub struct VirtualMachineInstanceDomainDevicesClientPassthrough {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainDevicesDisks {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "blockSize")]
-    pub block_size: Option<VirtualMachineInstanceDomainDevicesDisksBlockSize>,
+    pub block_size: Option<Box<VirtualMachineInstanceDomainDevicesDisksBlockSize>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "bootOrder")]
     pub boot_order: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cdrom: Option<VirtualMachineInstanceDomainDevicesDisksCdrom>,
+    pub cdrom: Option<Box<VirtualMachineInstanceDomainDevicesDisksCdrom>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "changedBlockTracking")]
     pub changed_block_tracking: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dedicatedIOThread")]
     pub dedicated_io_thread: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<VirtualMachineInstanceDomainDevicesDisksDisk>,
+    pub disk: Option<Box<VirtualMachineInstanceDomainDevicesDisksDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "errorPolicy")]
     pub error_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lun: Option<VirtualMachineInstanceDomainDevicesDisksLun>,
+    pub lun: Option<Box<VirtualMachineInstanceDomainDevicesDisksLun>>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
@@ -714,9 +714,9 @@ pub struct VirtualMachineInstanceDomainDevicesDisks {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainDevicesDisksBlockSize {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub custom: Option<VirtualMachineInstanceDomainDevicesDisksBlockSizeCustom>,
+    pub custom: Option<Box<VirtualMachineInstanceDomainDevicesDisksBlockSizeCustom>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchVolume")]
-    pub match_volume: Option<VirtualMachineInstanceDomainDevicesDisksBlockSizeMatchVolume>,
+    pub match_volume: Option<Box<VirtualMachineInstanceDomainDevicesDisksBlockSizeMatchVolume>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -791,13 +791,13 @@ pub struct VirtualMachineInstanceDomainDevicesGpus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "virtualGPUOptions")]
-    pub virtual_gpu_options: Option<VirtualMachineInstanceDomainDevicesGpusVirtualGpuOptions>,
+    pub virtual_gpu_options: Option<Box<VirtualMachineInstanceDomainDevicesGpusVirtualGpuOptions>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainDevicesGpusVirtualGpuOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<VirtualMachineInstanceDomainDevicesGpusVirtualGpuOptionsDisplay>,
+    pub display: Option<Box<VirtualMachineInstanceDomainDevicesGpusVirtualGpuOptionsDisplay>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -805,7 +805,7 @@ pub struct VirtualMachineInstanceDomainDevicesGpusVirtualGpuOptionsDisplay {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ramFB")]
-    pub ram_fb: Option<VirtualMachineInstanceDomainDevicesGpusVirtualGpuOptionsDisplayRamFb>,
+    pub ram_fb: Option<Box<VirtualMachineInstanceDomainDevicesGpusVirtualGpuOptionsDisplayRamFb>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -841,26 +841,26 @@ pub struct VirtualMachineInstanceDomainDevicesInterfaces {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "acpiIndex")]
     pub acpi_index: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binding: Option<VirtualMachineInstanceDomainDevicesInterfacesBinding>,
+    pub binding: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesBinding>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "bootOrder")]
     pub boot_order: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bridge: Option<VirtualMachineInstanceDomainDevicesInterfacesBridge>,
+    pub bridge: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesBridge>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dhcpOptions")]
-    pub dhcp_options: Option<VirtualMachineInstanceDomainDevicesInterfacesDhcpOptions>,
+    pub dhcp_options: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesDhcpOptions>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "macAddress")]
     pub mac_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub macvtap: Option<VirtualMachineInstanceDomainDevicesInterfacesMacvtap>,
+    pub macvtap: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesMacvtap>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub masquerade: Option<VirtualMachineInstanceDomainDevicesInterfacesMasquerade>,
+    pub masquerade: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesMasquerade>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub passt: Option<VirtualMachineInstanceDomainDevicesInterfacesPasst>,
+    pub passt: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesPasst>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "passtBinding")]
-    pub passt_binding: Option<VirtualMachineInstanceDomainDevicesInterfacesPasstBinding>,
+    pub passt_binding: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesPasstBinding>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "pciAddress")]
     pub pci_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "portRanges")]
@@ -868,9 +868,9 @@ pub struct VirtualMachineInstanceDomainDevicesInterfaces {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<VirtualMachineInstanceDomainDevicesInterfacesPorts>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slirp: Option<VirtualMachineInstanceDomainDevicesInterfacesSlirp>,
+    pub slirp: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesSlirp>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sriov: Option<VirtualMachineInstanceDomainDevicesInterfacesSriov>,
+    pub sriov: Option<Box<VirtualMachineInstanceDomainDevicesInterfacesSriov>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -978,9 +978,9 @@ pub struct VirtualMachineInstanceDomainDevicesVideo {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainDevicesWatchdog {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diag288: Option<VirtualMachineInstanceDomainDevicesWatchdogDiag288>,
+    pub diag288: Option<Box<VirtualMachineInstanceDomainDevicesWatchdogDiag288>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub i6300esb: Option<VirtualMachineInstanceDomainDevicesWatchdogI6300esb>,
+    pub i6300esb: Option<Box<VirtualMachineInstanceDomainDevicesWatchdogI6300esb>>,
     pub name: String,
 }
 
@@ -999,19 +999,19 @@ pub struct VirtualMachineInstanceDomainDevicesWatchdogI6300esb {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainFeatures {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acpi: Option<VirtualMachineInstanceDomainFeaturesAcpi>,
+    pub acpi: Option<Box<VirtualMachineInstanceDomainFeaturesAcpi>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub apic: Option<VirtualMachineInstanceDomainFeaturesApic>,
+    pub apic: Option<Box<VirtualMachineInstanceDomainFeaturesApic>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hyperv: Option<VirtualMachineInstanceDomainFeaturesHyperv>,
+    pub hyperv: Option<Box<VirtualMachineInstanceDomainFeaturesHyperv>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "hypervPassthrough")]
-    pub hyperv_passthrough: Option<VirtualMachineInstanceDomainFeaturesHypervPassthrough>,
+    pub hyperv_passthrough: Option<Box<VirtualMachineInstanceDomainFeaturesHypervPassthrough>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kvm: Option<VirtualMachineInstanceDomainFeaturesKvm>,
+    pub kvm: Option<Box<VirtualMachineInstanceDomainFeaturesKvm>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pvspinlock: Option<VirtualMachineInstanceDomainFeaturesPvspinlock>,
+    pub pvspinlock: Option<Box<VirtualMachineInstanceDomainFeaturesPvspinlock>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smm: Option<VirtualMachineInstanceDomainFeaturesSmm>,
+    pub smm: Option<Box<VirtualMachineInstanceDomainFeaturesSmm>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1031,33 +1031,33 @@ pub struct VirtualMachineInstanceDomainFeaturesApic {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainFeaturesHyperv {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evmcs: Option<VirtualMachineInstanceDomainFeaturesHypervEvmcs>,
+    pub evmcs: Option<Box<VirtualMachineInstanceDomainFeaturesHypervEvmcs>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequencies: Option<VirtualMachineInstanceDomainFeaturesHypervFrequencies>,
+    pub frequencies: Option<Box<VirtualMachineInstanceDomainFeaturesHypervFrequencies>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipi: Option<VirtualMachineInstanceDomainFeaturesHypervIpi>,
+    pub ipi: Option<Box<VirtualMachineInstanceDomainFeaturesHypervIpi>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reenlightenment: Option<VirtualMachineInstanceDomainFeaturesHypervReenlightenment>,
+    pub reenlightenment: Option<Box<VirtualMachineInstanceDomainFeaturesHypervReenlightenment>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relaxed: Option<VirtualMachineInstanceDomainFeaturesHypervRelaxed>,
+    pub relaxed: Option<Box<VirtualMachineInstanceDomainFeaturesHypervRelaxed>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reset: Option<VirtualMachineInstanceDomainFeaturesHypervReset>,
+    pub reset: Option<Box<VirtualMachineInstanceDomainFeaturesHypervReset>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<VirtualMachineInstanceDomainFeaturesHypervRuntime>,
+    pub runtime: Option<Box<VirtualMachineInstanceDomainFeaturesHypervRuntime>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spinlocks: Option<VirtualMachineInstanceDomainFeaturesHypervSpinlocks>,
+    pub spinlocks: Option<Box<VirtualMachineInstanceDomainFeaturesHypervSpinlocks>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub synic: Option<VirtualMachineInstanceDomainFeaturesHypervSynic>,
+    pub synic: Option<Box<VirtualMachineInstanceDomainFeaturesHypervSynic>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub synictimer: Option<VirtualMachineInstanceDomainFeaturesHypervSynictimer>,
+    pub synictimer: Option<Box<VirtualMachineInstanceDomainFeaturesHypervSynictimer>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tlbflush: Option<VirtualMachineInstanceDomainFeaturesHypervTlbflush>,
+    pub tlbflush: Option<Box<VirtualMachineInstanceDomainFeaturesHypervTlbflush>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vapic: Option<VirtualMachineInstanceDomainFeaturesHypervVapic>,
+    pub vapic: Option<Box<VirtualMachineInstanceDomainFeaturesHypervVapic>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vendorid: Option<VirtualMachineInstanceDomainFeaturesHypervVendorid>,
+    pub vendorid: Option<Box<VirtualMachineInstanceDomainFeaturesHypervVendorid>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vpindex: Option<VirtualMachineInstanceDomainFeaturesHypervVpindex>,
+    pub vpindex: Option<Box<VirtualMachineInstanceDomainFeaturesHypervVpindex>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1119,7 +1119,7 @@ pub struct VirtualMachineInstanceDomainFeaturesHypervSynic {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainFeaturesHypervSynictimer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct: Option<VirtualMachineInstanceDomainFeaturesHypervSynictimerDirect>,
+    pub direct: Option<Box<VirtualMachineInstanceDomainFeaturesHypervSynictimerDirect>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
@@ -1133,11 +1133,11 @@ pub struct VirtualMachineInstanceDomainFeaturesHypervSynictimerDirect {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainFeaturesHypervTlbflush {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct: Option<VirtualMachineInstanceDomainFeaturesHypervTlbflushDirect>,
+    pub direct: Option<Box<VirtualMachineInstanceDomainFeaturesHypervTlbflushDirect>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extended: Option<VirtualMachineInstanceDomainFeaturesHypervTlbflushExtended>,
+    pub extended: Option<Box<VirtualMachineInstanceDomainFeaturesHypervTlbflushExtended>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1199,11 +1199,11 @@ pub struct VirtualMachineInstanceDomainFeaturesSmm {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainFirmware {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acpi: Option<VirtualMachineInstanceDomainFirmwareAcpi>,
+    pub acpi: Option<Box<VirtualMachineInstanceDomainFirmwareAcpi>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bootloader: Option<VirtualMachineInstanceDomainFirmwareBootloader>,
+    pub bootloader: Option<Box<VirtualMachineInstanceDomainFirmwareBootloader>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "kernelBoot")]
-    pub kernel_boot: Option<VirtualMachineInstanceDomainFirmwareKernelBoot>,
+    pub kernel_boot: Option<Box<VirtualMachineInstanceDomainFirmwareKernelBoot>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1221,9 +1221,9 @@ pub struct VirtualMachineInstanceDomainFirmwareAcpi {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainFirmwareBootloader {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bios: Option<VirtualMachineInstanceDomainFirmwareBootloaderBios>,
+    pub bios: Option<Box<VirtualMachineInstanceDomainFirmwareBootloaderBios>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub efi: Option<VirtualMachineInstanceDomainFirmwareBootloaderEfi>,
+    pub efi: Option<Box<VirtualMachineInstanceDomainFirmwareBootloaderEfi>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1243,7 +1243,7 @@ pub struct VirtualMachineInstanceDomainFirmwareBootloaderEfi {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainFirmwareKernelBoot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<VirtualMachineInstanceDomainFirmwareKernelBootContainer>,
+    pub container: Option<Box<VirtualMachineInstanceDomainFirmwareKernelBootContainer>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "kernelArgs")]
     pub kernel_args: Option<String>,
 }
@@ -1270,21 +1270,21 @@ pub struct VirtualMachineInstanceDomainIoThreads {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainLaunchSecurity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sev: Option<VirtualMachineInstanceDomainLaunchSecuritySev>,
+    pub sev: Option<Box<VirtualMachineInstanceDomainLaunchSecuritySev>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snp: Option<VirtualMachineInstanceDomainLaunchSecuritySnp>,
+    pub snp: Option<Box<VirtualMachineInstanceDomainLaunchSecuritySnp>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tdx: Option<VirtualMachineInstanceDomainLaunchSecurityTdx>,
+    pub tdx: Option<Box<VirtualMachineInstanceDomainLaunchSecurityTdx>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceDomainLaunchSecuritySev {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attestation: Option<VirtualMachineInstanceDomainLaunchSecuritySevAttestation>,
+    pub attestation: Option<Box<VirtualMachineInstanceDomainLaunchSecuritySevAttestation>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dhCert")]
     pub dh_cert: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<VirtualMachineInstanceDomainLaunchSecuritySevPolicy>,
+    pub policy: Option<Box<VirtualMachineInstanceDomainLaunchSecuritySevPolicy>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 }
@@ -1318,11 +1318,11 @@ pub struct VirtualMachineInstanceDomainMemory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hugepages: Option<VirtualMachineInstanceDomainMemoryHugepages>,
+    pub hugepages: Option<Box<VirtualMachineInstanceDomainMemoryHugepages>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxGuest")]
     pub max_guest: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "reservedOverhead")]
-    pub reserved_overhead: Option<VirtualMachineInstanceDomainMemoryReservedOverhead>,
+    pub reserved_overhead: Option<Box<VirtualMachineInstanceDomainMemoryReservedOverhead>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1364,13 +1364,13 @@ pub struct VirtualMachineInstanceDomainResources {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceLivenessProbe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec: Option<VirtualMachineInstanceLivenessProbeExec>,
+    pub exec: Option<Box<VirtualMachineInstanceLivenessProbeExec>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "failureThreshold")]
     pub failure_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "guestAgentPing")]
-    pub guest_agent_ping: Option<VirtualMachineInstanceLivenessProbeGuestAgentPing>,
+    pub guest_agent_ping: Option<Box<VirtualMachineInstanceLivenessProbeGuestAgentPing>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpGet")]
-    pub http_get: Option<VirtualMachineInstanceLivenessProbeHttpGet>,
+    pub http_get: Option<Box<VirtualMachineInstanceLivenessProbeHttpGet>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "initialDelaySeconds")]
     pub initial_delay_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "periodSeconds")]
@@ -1378,7 +1378,7 @@ pub struct VirtualMachineInstanceLivenessProbe {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "successThreshold")]
     pub success_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "tcpSocket")]
-    pub tcp_socket: Option<VirtualMachineInstanceLivenessProbeTcpSocket>,
+    pub tcp_socket: Option<Box<VirtualMachineInstanceLivenessProbeTcpSocket>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "timeoutSeconds")]
     pub timeout_seconds: Option<i32>,
 }
@@ -1422,12 +1422,12 @@ pub struct VirtualMachineInstanceLivenessProbeTcpSocket {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceNetworks {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multus: Option<VirtualMachineInstanceNetworksMultus>,
+    pub multus: Option<Box<VirtualMachineInstanceNetworksMultus>>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<VirtualMachineInstanceNetworksPod>,
+    pub pod: Option<Box<VirtualMachineInstanceNetworksPod>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceClaim")]
-    pub resource_claim: Option<VirtualMachineInstanceNetworksResourceClaim>,
+    pub resource_claim: Option<Box<VirtualMachineInstanceNetworksResourceClaim>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1457,13 +1457,13 @@ pub struct VirtualMachineInstanceNetworksResourceClaim {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceReadinessProbe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec: Option<VirtualMachineInstanceReadinessProbeExec>,
+    pub exec: Option<Box<VirtualMachineInstanceReadinessProbeExec>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "failureThreshold")]
     pub failure_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "guestAgentPing")]
-    pub guest_agent_ping: Option<VirtualMachineInstanceReadinessProbeGuestAgentPing>,
+    pub guest_agent_ping: Option<Box<VirtualMachineInstanceReadinessProbeGuestAgentPing>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpGet")]
-    pub http_get: Option<VirtualMachineInstanceReadinessProbeHttpGet>,
+    pub http_get: Option<Box<VirtualMachineInstanceReadinessProbeHttpGet>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "initialDelaySeconds")]
     pub initial_delay_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "periodSeconds")]
@@ -1471,7 +1471,7 @@ pub struct VirtualMachineInstanceReadinessProbe {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "successThreshold")]
     pub success_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "tcpSocket")]
-    pub tcp_socket: Option<VirtualMachineInstanceReadinessProbeTcpSocket>,
+    pub tcp_socket: Option<Box<VirtualMachineInstanceReadinessProbeTcpSocket>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "timeoutSeconds")]
     pub timeout_seconds: Option<i32>,
 }
@@ -1538,7 +1538,7 @@ pub struct VirtualMachineInstanceTolerations {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceTopologySpreadConstraints {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineInstanceTopologySpreadConstraintsLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineInstanceTopologySpreadConstraintsLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(rename = "maxSkew")]
@@ -1585,38 +1585,38 @@ pub struct VirtualMachineInstanceUtilityVolumes {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceVolumes {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "cloudInitConfigDrive")]
-    pub cloud_init_config_drive: Option<VirtualMachineInstanceVolumesCloudInitConfigDrive>,
+    pub cloud_init_config_drive: Option<Box<VirtualMachineInstanceVolumesCloudInitConfigDrive>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "cloudInitNoCloud")]
-    pub cloud_init_no_cloud: Option<VirtualMachineInstanceVolumesCloudInitNoCloud>,
+    pub cloud_init_no_cloud: Option<Box<VirtualMachineInstanceVolumesCloudInitNoCloud>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "configMap")]
-    pub config_map: Option<VirtualMachineInstanceVolumesConfigMap>,
+    pub config_map: Option<Box<VirtualMachineInstanceVolumesConfigMap>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerDisk")]
-    pub container_disk: Option<VirtualMachineInstanceVolumesContainerDisk>,
+    pub container_disk: Option<Box<VirtualMachineInstanceVolumesContainerDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerPath")]
-    pub container_path: Option<VirtualMachineInstanceVolumesContainerPath>,
+    pub container_path: Option<Box<VirtualMachineInstanceVolumesContainerPath>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataVolume")]
-    pub data_volume: Option<VirtualMachineInstanceVolumesDataVolume>,
+    pub data_volume: Option<Box<VirtualMachineInstanceVolumesDataVolume>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "downwardAPI")]
-    pub downward_api: Option<VirtualMachineInstanceVolumesDownwardApi>,
+    pub downward_api: Option<Box<VirtualMachineInstanceVolumesDownwardApi>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "downwardMetrics")]
-    pub downward_metrics: Option<VirtualMachineInstanceVolumesDownwardMetrics>,
+    pub downward_metrics: Option<Box<VirtualMachineInstanceVolumesDownwardMetrics>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "emptyDisk")]
-    pub empty_disk: Option<VirtualMachineInstanceVolumesEmptyDisk>,
+    pub empty_disk: Option<Box<VirtualMachineInstanceVolumesEmptyDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ephemeral: Option<VirtualMachineInstanceVolumesEphemeral>,
+    pub ephemeral: Option<Box<VirtualMachineInstanceVolumesEphemeral>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "hostDisk")]
-    pub host_disk: Option<VirtualMachineInstanceVolumesHostDisk>,
+    pub host_disk: Option<Box<VirtualMachineInstanceVolumesHostDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "memoryDump")]
-    pub memory_dump: Option<VirtualMachineInstanceVolumesMemoryDump>,
+    pub memory_dump: Option<Box<VirtualMachineInstanceVolumesMemoryDump>>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "persistentVolumeClaim")]
-    pub persistent_volume_claim: Option<VirtualMachineInstanceVolumesPersistentVolumeClaim>,
+    pub persistent_volume_claim: Option<Box<VirtualMachineInstanceVolumesPersistentVolumeClaim>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<VirtualMachineInstanceVolumesSecret>,
+    pub secret: Option<Box<VirtualMachineInstanceVolumesSecret>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "serviceAccount")]
-    pub service_account: Option<VirtualMachineInstanceVolumesServiceAccount>,
+    pub service_account: Option<Box<VirtualMachineInstanceVolumesServiceAccount>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sysprep: Option<VirtualMachineInstanceVolumesSysprep>,
+    pub sysprep: Option<Box<VirtualMachineInstanceVolumesSysprep>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1626,9 +1626,9 @@ pub struct VirtualMachineInstanceVolumesCloudInitConfigDrive {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkDataBase64")]
     pub network_data_base64: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkDataSecretRef")]
-    pub network_data_secret_ref: Option<VirtualMachineInstanceVolumesCloudInitConfigDriveNetworkDataSecretRef>,
+    pub network_data_secret_ref: Option<Box<VirtualMachineInstanceVolumesCloudInitConfigDriveNetworkDataSecretRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "secretRef")]
-    pub secret_ref: Option<VirtualMachineInstanceVolumesCloudInitConfigDriveSecretRef>,
+    pub secret_ref: Option<Box<VirtualMachineInstanceVolumesCloudInitConfigDriveSecretRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userData")]
     pub user_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userDataBase64")]
@@ -1654,9 +1654,9 @@ pub struct VirtualMachineInstanceVolumesCloudInitNoCloud {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkDataBase64")]
     pub network_data_base64: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkDataSecretRef")]
-    pub network_data_secret_ref: Option<VirtualMachineInstanceVolumesCloudInitNoCloudNetworkDataSecretRef>,
+    pub network_data_secret_ref: Option<Box<VirtualMachineInstanceVolumesCloudInitNoCloudNetworkDataSecretRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "secretRef")]
-    pub secret_ref: Option<VirtualMachineInstanceVolumesCloudInitNoCloudSecretRef>,
+    pub secret_ref: Option<Box<VirtualMachineInstanceVolumesCloudInitNoCloudSecretRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userData")]
     pub user_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userDataBase64")]
@@ -1721,12 +1721,12 @@ pub struct VirtualMachineInstanceVolumesDownwardApi {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceVolumesDownwardApiFields {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "fieldRef")]
-    pub field_ref: Option<VirtualMachineInstanceVolumesDownwardApiFieldsFieldRef>,
+    pub field_ref: Option<Box<VirtualMachineInstanceVolumesDownwardApiFieldsFieldRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<i32>,
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceFieldRef")]
-    pub resource_field_ref: Option<VirtualMachineInstanceVolumesDownwardApiFieldsResourceFieldRef>,
+    pub resource_field_ref: Option<Box<VirtualMachineInstanceVolumesDownwardApiFieldsResourceFieldRef>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1758,7 +1758,7 @@ pub struct VirtualMachineInstanceVolumesEmptyDisk {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceVolumesEphemeral {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "persistentVolumeClaim")]
-    pub persistent_volume_claim: Option<VirtualMachineInstanceVolumesEphemeralPersistentVolumeClaim>,
+    pub persistent_volume_claim: Option<Box<VirtualMachineInstanceVolumesEphemeralPersistentVolumeClaim>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1819,9 +1819,9 @@ pub struct VirtualMachineInstanceVolumesServiceAccount {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceVolumesSysprep {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "configMap")]
-    pub config_map: Option<VirtualMachineInstanceVolumesSysprepConfigMap>,
+    pub config_map: Option<Box<VirtualMachineInstanceVolumesSysprepConfigMap>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<VirtualMachineInstanceVolumesSysprepSecret>,
+    pub secret: Option<Box<VirtualMachineInstanceVolumesSysprepSecret>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1843,33 +1843,33 @@ pub struct VirtualMachineInstanceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "activePods")]
     pub active_pods: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "changedBlockTracking")]
-    pub changed_block_tracking: Option<VirtualMachineInstanceStatusChangedBlockTracking>,
+    pub changed_block_tracking: Option<Box<VirtualMachineInstanceStatusChangedBlockTracking>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<VirtualMachineInstanceStatusConditions>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "currentCPUTopology")]
-    pub current_cpu_topology: Option<VirtualMachineInstanceStatusCurrentCpuTopology>,
+    pub current_cpu_topology: Option<Box<VirtualMachineInstanceStatusCurrentCpuTopology>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "evacuationNodeName")]
     pub evacuation_node_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "fsFreezeStatus")]
     pub fs_freeze_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "guestOSInfo")]
-    pub guest_os_info: Option<VirtualMachineInstanceStatusGuestOsInfo>,
+    pub guest_os_info: Option<Box<VirtualMachineInstanceStatusGuestOsInfo>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interfaces: Option<Vec<VirtualMachineInstanceStatusInterfaces>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "kernelBootStatus")]
-    pub kernel_boot_status: Option<VirtualMachineInstanceStatusKernelBootStatus>,
+    pub kernel_boot_status: Option<Box<VirtualMachineInstanceStatusKernelBootStatus>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "launcherContainerImageVersion")]
     pub launcher_container_image_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine: Option<VirtualMachineInstanceStatusMachine>,
+    pub machine: Option<Box<VirtualMachineInstanceStatusMachine>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<VirtualMachineInstanceStatusMemory>,
+    pub memory: Option<Box<VirtualMachineInstanceStatusMemory>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migratedVolumes")]
     pub migrated_volumes: Option<Vec<VirtualMachineInstanceStatusMigratedVolumes>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationMethod")]
     pub migration_method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationState")]
-    pub migration_state: Option<VirtualMachineInstanceStatusMigrationState>,
+    pub migration_state: Option<Box<VirtualMachineInstanceStatusMigrationState>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationTransport")]
     pub migration_transport: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "nodeName")]
@@ -1887,7 +1887,7 @@ pub struct VirtualMachineInstanceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "selinuxContext")]
     pub selinux_context: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "topologyHints")]
-    pub topology_hints: Option<VirtualMachineInstanceStatusTopologyHints>,
+    pub topology_hints: Option<Box<VirtualMachineInstanceStatusTopologyHints>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "virtualMachineRevisionName")]
     pub virtual_machine_revision_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeStatus")]
@@ -1897,7 +1897,7 @@ pub struct VirtualMachineInstanceStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceStatusChangedBlockTracking {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupStatus")]
-    pub backup_status: Option<VirtualMachineInstanceStatusChangedBlockTrackingBackupStatus>,
+    pub backup_status: Option<Box<VirtualMachineInstanceStatusChangedBlockTrackingBackupStatus>>,
     pub state: String,
 }
 
@@ -2005,9 +2005,9 @@ pub struct VirtualMachineInstanceStatusInterfaces {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceStatusKernelBootStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "initrdInfo")]
-    pub initrd_info: Option<VirtualMachineInstanceStatusKernelBootStatusInitrdInfo>,
+    pub initrd_info: Option<Box<VirtualMachineInstanceStatusKernelBootStatusInitrdInfo>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "kernelInfo")]
-    pub kernel_info: Option<VirtualMachineInstanceStatusKernelBootStatusKernelInfo>,
+    pub kernel_info: Option<Box<VirtualMachineInstanceStatusKernelBootStatusKernelInfo>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2043,9 +2043,9 @@ pub struct VirtualMachineInstanceStatusMemory {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceStatusMigratedVolumes {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "destinationPVCInfo")]
-    pub destination_pvc_info: Option<VirtualMachineInstanceStatusMigratedVolumesDestinationPvcInfo>,
+    pub destination_pvc_info: Option<Box<VirtualMachineInstanceStatusMigratedVolumesDestinationPvcInfo>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourcePVCInfo")]
-    pub source_pvc_info: Option<VirtualMachineInstanceStatusMigratedVolumesSourcePvcInfo>,
+    pub source_pvc_info: Option<Box<VirtualMachineInstanceStatusMigratedVolumesSourcePvcInfo>>,
     #[serde(rename = "volumeName")]
     pub volume_name: String,
 }
@@ -2101,7 +2101,7 @@ pub struct VirtualMachineInstanceStatusMigrationState {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "failureReason")]
     pub failure_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationConfiguration")]
-    pub migration_configuration: Option<VirtualMachineInstanceStatusMigrationStateMigrationConfiguration>,
+    pub migration_configuration: Option<Box<VirtualMachineInstanceStatusMigrationStateMigrationConfiguration>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationNetworkType")]
     pub migration_network_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "migrationPolicyName")]
@@ -2117,7 +2117,7 @@ pub struct VirtualMachineInstanceStatusMigrationState {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourcePod")]
     pub source_pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceState")]
-    pub source_state: Option<VirtualMachineInstanceStatusMigrationStateSourceState>,
+    pub source_state: Option<Box<VirtualMachineInstanceStatusMigrationStateSourceState>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "startTimestamp")]
     pub start_timestamp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetAttachmentPodUID")]
@@ -2143,7 +2143,7 @@ pub struct VirtualMachineInstanceStatusMigrationState {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetPod")]
     pub target_pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetState")]
-    pub target_state: Option<VirtualMachineInstanceStatusMigrationStateTargetState>,
+    pub target_state: Option<Box<VirtualMachineInstanceStatusMigrationStateTargetState>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2161,7 +2161,7 @@ pub struct VirtualMachineInstanceStatusMigrationStateMigrationConfiguration {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "disableTLS")]
     pub disable_tls: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub experimental: Option<VirtualMachineInstanceStatusMigrationStateMigrationConfigurationExperimental>,
+    pub experimental: Option<Box<VirtualMachineInstanceStatusMigrationStateMigrationConfigurationExperimental>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchSELinuxLevelOnMigration")]
     pub match_se_linux_level_on_migration: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxDowntimeMs")]
@@ -2187,7 +2187,7 @@ pub struct VirtualMachineInstanceStatusMigrationStateMigrationConfigurationExper
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<VirtualMachineInstanceStatusMigrationStateMigrationConfigurationExperimentalCompression>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "stallDetector")]
-    pub stall_detector: Option<VirtualMachineInstanceStatusMigrationStateMigrationConfigurationExperimentalStallDetector>,
+    pub stall_detector: Option<Box<VirtualMachineInstanceStatusMigrationStateMigrationConfigurationExperimentalStallDetector>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -2295,16 +2295,16 @@ pub struct VirtualMachineInstanceStatusTopologyHints {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineInstanceStatusVolumeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerDiskVolume")]
-    pub container_disk_volume: Option<VirtualMachineInstanceStatusVolumeStatusContainerDiskVolume>,
+    pub container_disk_volume: Option<Box<VirtualMachineInstanceStatusVolumeStatusContainerDiskVolume>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "hotplugVolume")]
-    pub hotplug_volume: Option<VirtualMachineInstanceStatusVolumeStatusHotplugVolume>,
+    pub hotplug_volume: Option<Box<VirtualMachineInstanceStatusVolumeStatusHotplugVolume>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "memoryDumpVolume")]
-    pub memory_dump_volume: Option<VirtualMachineInstanceStatusVolumeStatusMemoryDumpVolume>,
+    pub memory_dump_volume: Option<Box<VirtualMachineInstanceStatusVolumeStatusMemoryDumpVolume>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "persistentVolumeClaimInfo")]
-    pub persistent_volume_claim_info: Option<VirtualMachineInstanceStatusVolumeStatusPersistentVolumeClaimInfo>,
+    pub persistent_volume_claim_info: Option<Box<VirtualMachineInstanceStatusVolumeStatusPersistentVolumeClaimInfo>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

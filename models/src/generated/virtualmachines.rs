@@ -23,9 +23,9 @@ pub struct VirtualMachineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataVolumeTemplates")]
     pub data_volume_templates: Option<Vec<VirtualMachineDataVolumeTemplates>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instancetype: Option<VirtualMachineInstancetype>,
+    pub instancetype: Option<Box<VirtualMachineInstancetype>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preference: Option<VirtualMachinePreference>,
+    pub preference: Option<Box<VirtualMachinePreference>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "runStrategy")]
     pub run_strategy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,7 +45,7 @@ pub struct VirtualMachineDataVolumeTemplates {
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
     pub spec: VirtualMachineDataVolumeTemplatesSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<VirtualMachineDataVolumeTemplatesStatus>,
+    pub status: Option<Box<VirtualMachineDataVolumeTemplatesStatus>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -61,13 +61,13 @@ pub struct VirtualMachineDataVolumeTemplatesSpec {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "priorityClassName")]
     pub priority_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pvc: Option<VirtualMachineDataVolumeTemplatesSpecPvc>,
+    pub pvc: Option<Box<VirtualMachineDataVolumeTemplatesSpecPvc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<VirtualMachineDataVolumeTemplatesSpecSource>,
+    pub source: Option<Box<VirtualMachineDataVolumeTemplatesSpecSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceRef")]
-    pub source_ref: Option<VirtualMachineDataVolumeTemplatesSpecSourceRef>,
+    pub source_ref: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<VirtualMachineDataVolumeTemplatesSpecStorage>,
+    pub storage: Option<Box<VirtualMachineDataVolumeTemplatesSpecStorage>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -89,13 +89,13 @@ pub struct VirtualMachineDataVolumeTemplatesSpecPvc {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "accessModes")]
     pub access_modes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataSource")]
-    pub data_source: Option<VirtualMachineDataVolumeTemplatesSpecPvcDataSource>,
+    pub data_source: Option<Box<VirtualMachineDataVolumeTemplatesSpecPvcDataSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataSourceRef")]
-    pub data_source_ref: Option<VirtualMachineDataVolumeTemplatesSpecPvcDataSourceRef>,
+    pub data_source_ref: Option<Box<VirtualMachineDataVolumeTemplatesSpecPvcDataSourceRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<VirtualMachineDataVolumeTemplatesSpecPvcResources>,
+    pub resources: Option<Box<VirtualMachineDataVolumeTemplatesSpecPvcResources>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<VirtualMachineDataVolumeTemplatesSpecPvcSelector>,
+    pub selector: Option<Box<VirtualMachineDataVolumeTemplatesSpecPvcSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "storageClassName")]
     pub storage_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeAttributesClassName")]
@@ -151,25 +151,25 @@ pub struct VirtualMachineDataVolumeTemplatesSpecPvcSelectorMatchExpressions {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineDataVolumeTemplatesSpecSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blank: Option<VirtualMachineDataVolumeTemplatesSpecSourceBlank>,
+    pub blank: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceBlank>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gcs: Option<VirtualMachineDataVolumeTemplatesSpecSourceGcs>,
+    pub gcs: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceGcs>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<VirtualMachineDataVolumeTemplatesSpecSourceHttp>,
+    pub http: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceHttp>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imageio: Option<VirtualMachineDataVolumeTemplatesSpecSourceImageio>,
+    pub imageio: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceImageio>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pvc: Option<VirtualMachineDataVolumeTemplatesSpecSourcePvc>,
+    pub pvc: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourcePvc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry: Option<VirtualMachineDataVolumeTemplatesSpecSourceRegistry>,
+    pub registry: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceRegistry>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<VirtualMachineDataVolumeTemplatesSpecSourceS3>,
+    pub s3: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceS3>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<VirtualMachineDataVolumeTemplatesSpecSourceSnapshot>,
+    pub snapshot: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceSnapshot>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload: Option<VirtualMachineDataVolumeTemplatesSpecSourceUpload>,
+    pub upload: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceUpload>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vddk: Option<VirtualMachineDataVolumeTemplatesSpecSourceVddk>,
+    pub vddk: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceVddk>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -222,7 +222,7 @@ pub struct VirtualMachineDataVolumeTemplatesSpecSourceRegistry {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "imageStream")]
     pub image_stream: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<VirtualMachineDataVolumeTemplatesSpecSourceRegistryPlatform>,
+    pub platform: Option<Box<VirtualMachineDataVolumeTemplatesSpecSourceRegistryPlatform>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "pullMethod")]
     pub pull_method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "secretRef")]
@@ -287,13 +287,13 @@ pub struct VirtualMachineDataVolumeTemplatesSpecStorage {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "accessModes")]
     pub access_modes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataSource")]
-    pub data_source: Option<VirtualMachineDataVolumeTemplatesSpecStorageDataSource>,
+    pub data_source: Option<Box<VirtualMachineDataVolumeTemplatesSpecStorageDataSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataSourceRef")]
-    pub data_source_ref: Option<VirtualMachineDataVolumeTemplatesSpecStorageDataSourceRef>,
+    pub data_source_ref: Option<Box<VirtualMachineDataVolumeTemplatesSpecStorageDataSourceRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<VirtualMachineDataVolumeTemplatesSpecStorageResources>,
+    pub resources: Option<Box<VirtualMachineDataVolumeTemplatesSpecStorageResources>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<VirtualMachineDataVolumeTemplatesSpecStorageSelector>,
+    pub selector: Option<Box<VirtualMachineDataVolumeTemplatesSpecStorageSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "storageClassName")]
     pub storage_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeMode")]
@@ -381,7 +381,7 @@ pub struct VirtualMachineTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<VirtualMachineTemplateSpec>,
+    pub spec: Option<Box<VirtualMachineTemplateSpec>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -389,11 +389,11 @@ pub struct VirtualMachineTemplateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "accessCredentials")]
     pub access_credentials: Option<Vec<VirtualMachineTemplateSpecAccessCredentials>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<VirtualMachineTemplateSpecAffinity>,
+    pub affinity: Option<Box<VirtualMachineTemplateSpecAffinity>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dnsConfig")]
-    pub dns_config: Option<VirtualMachineTemplateSpecDnsConfig>,
+    pub dns_config: Option<Box<VirtualMachineTemplateSpecDnsConfig>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dnsPolicy")]
     pub dns_policy: Option<String>,
     pub domain: VirtualMachineTemplateSpecDomain,
@@ -402,7 +402,7 @@ pub struct VirtualMachineTemplateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "livenessProbe")]
-    pub liveness_probe: Option<VirtualMachineTemplateSpecLivenessProbe>,
+    pub liveness_probe: Option<Box<VirtualMachineTemplateSpecLivenessProbe>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networks: Option<Vec<VirtualMachineTemplateSpecNetworks>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "nodeSelector")]
@@ -410,7 +410,7 @@ pub struct VirtualMachineTemplateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "priorityClassName")]
     pub priority_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "readinessProbe")]
-    pub readiness_probe: Option<VirtualMachineTemplateSpecReadinessProbe>,
+    pub readiness_probe: Option<Box<VirtualMachineTemplateSpecReadinessProbe>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceClaims")]
     pub resource_claims: Option<Vec<VirtualMachineTemplateSpecResourceClaims>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "schedulerName")]
@@ -436,9 +436,9 @@ pub struct VirtualMachineTemplateSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAccessCredentials {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sshPublicKey")]
-    pub ssh_public_key: Option<VirtualMachineTemplateSpecAccessCredentialsSshPublicKey>,
+    pub ssh_public_key: Option<Box<VirtualMachineTemplateSpecAccessCredentialsSshPublicKey>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userPassword")]
-    pub user_password: Option<VirtualMachineTemplateSpecAccessCredentialsUserPassword>,
+    pub user_password: Option<Box<VirtualMachineTemplateSpecAccessCredentialsUserPassword>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -451,11 +451,11 @@ pub struct VirtualMachineTemplateSpecAccessCredentialsSshPublicKey {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAccessCredentialsSshPublicKeyPropagationMethod {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "configDrive")]
-    pub config_drive: Option<VirtualMachineTemplateSpecAccessCredentialsSshPublicKeyPropagationMethodConfigDrive>,
+    pub config_drive: Option<Box<VirtualMachineTemplateSpecAccessCredentialsSshPublicKeyPropagationMethodConfigDrive>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "noCloud")]
-    pub no_cloud: Option<VirtualMachineTemplateSpecAccessCredentialsSshPublicKeyPropagationMethodNoCloud>,
+    pub no_cloud: Option<Box<VirtualMachineTemplateSpecAccessCredentialsSshPublicKeyPropagationMethodNoCloud>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "qemuGuestAgent")]
-    pub qemu_guest_agent: Option<VirtualMachineTemplateSpecAccessCredentialsSshPublicKeyPropagationMethodQemuGuestAgent>,
+    pub qemu_guest_agent: Option<Box<VirtualMachineTemplateSpecAccessCredentialsSshPublicKeyPropagationMethodQemuGuestAgent>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -474,7 +474,7 @@ pub struct VirtualMachineTemplateSpecAccessCredentialsSshPublicKeyPropagationMet
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAccessCredentialsSshPublicKeySource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<VirtualMachineTemplateSpecAccessCredentialsSshPublicKeySourceSecret>,
+    pub secret: Option<Box<VirtualMachineTemplateSpecAccessCredentialsSshPublicKeySourceSecret>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -493,7 +493,7 @@ pub struct VirtualMachineTemplateSpecAccessCredentialsUserPassword {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAccessCredentialsUserPasswordPropagationMethod {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "qemuGuestAgent")]
-    pub qemu_guest_agent: Option<VirtualMachineTemplateSpecAccessCredentialsUserPasswordPropagationMethodQemuGuestAgent>,
+    pub qemu_guest_agent: Option<Box<VirtualMachineTemplateSpecAccessCredentialsUserPasswordPropagationMethodQemuGuestAgent>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -503,7 +503,7 @@ pub struct VirtualMachineTemplateSpecAccessCredentialsUserPasswordPropagationMet
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAccessCredentialsUserPasswordSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<VirtualMachineTemplateSpecAccessCredentialsUserPasswordSourceSecret>,
+    pub secret: Option<Box<VirtualMachineTemplateSpecAccessCredentialsUserPasswordSourceSecret>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -515,11 +515,11 @@ pub struct VirtualMachineTemplateSpecAccessCredentialsUserPasswordSourceSecret {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAffinity {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "nodeAffinity")]
-    pub node_affinity: Option<VirtualMachineTemplateSpecAffinityNodeAffinity>,
+    pub node_affinity: Option<Box<VirtualMachineTemplateSpecAffinityNodeAffinity>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "podAffinity")]
-    pub pod_affinity: Option<VirtualMachineTemplateSpecAffinityPodAffinity>,
+    pub pod_affinity: Option<Box<VirtualMachineTemplateSpecAffinityPodAffinity>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "podAntiAffinity")]
-    pub pod_anti_affinity: Option<VirtualMachineTemplateSpecAffinityPodAntiAffinity>,
+    pub pod_anti_affinity: Option<Box<VirtualMachineTemplateSpecAffinityPodAntiAffinity>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -527,7 +527,7 @@ pub struct VirtualMachineTemplateSpecAffinityNodeAffinity {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "preferredDuringSchedulingIgnoredDuringExecution")]
     pub preferred_during_scheduling_ignored_during_execution: Option<Vec<VirtualMachineTemplateSpecAffinityNodeAffinityPreferredDuringSchedulingIgnoredDuringExecution>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "requiredDuringSchedulingIgnoredDuringExecution")]
-    pub required_during_scheduling_ignored_during_execution: Option<VirtualMachineTemplateSpecAffinityNodeAffinityRequiredDuringSchedulingIgnoredDuringExecution>,
+    pub required_during_scheduling_ignored_during_execution: Option<Box<VirtualMachineTemplateSpecAffinityNodeAffinityRequiredDuringSchedulingIgnoredDuringExecution>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -608,13 +608,13 @@ pub struct VirtualMachineTemplateSpecAffinityPodAffinityPreferredDuringSchedulin
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTerm {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineTemplateSpecAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineTemplateSpecAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mismatchLabelKeys")]
     pub mismatch_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespaceSelector")]
-    pub namespace_selector: Option<VirtualMachineTemplateSpecAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermNamespaceSelector>,
+    pub namespace_selector: Option<Box<VirtualMachineTemplateSpecAffinityPodAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermNamespaceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     #[serde(rename = "topologyKey")]
@@ -656,13 +656,13 @@ pub struct VirtualMachineTemplateSpecAffinityPodAffinityPreferredDuringSchedulin
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecution {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineTemplateSpecAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineTemplateSpecAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mismatchLabelKeys")]
     pub mismatch_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespaceSelector")]
-    pub namespace_selector: Option<VirtualMachineTemplateSpecAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecutionNamespaceSelector>,
+    pub namespace_selector: Option<Box<VirtualMachineTemplateSpecAffinityPodAffinityRequiredDuringSchedulingIgnoredDuringExecutionNamespaceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     #[serde(rename = "topologyKey")]
@@ -719,13 +719,13 @@ pub struct VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSched
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTerm {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mismatchLabelKeys")]
     pub mismatch_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespaceSelector")]
-    pub namespace_selector: Option<VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermNamespaceSelector>,
+    pub namespace_selector: Option<Box<VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSchedulingIgnoredDuringExecutionPodAffinityTermNamespaceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     #[serde(rename = "topologyKey")]
@@ -767,13 +767,13 @@ pub struct VirtualMachineTemplateSpecAffinityPodAntiAffinityPreferredDuringSched
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecution {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mismatchLabelKeys")]
     pub mismatch_label_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespaceSelector")]
-    pub namespace_selector: Option<VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionNamespaceSelector>,
+    pub namespace_selector: Option<Box<VirtualMachineTemplateSpecAffinityPodAntiAffinityRequiredDuringSchedulingIgnoredDuringExecutionNamespaceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     #[serde(rename = "topologyKey")]
@@ -833,30 +833,30 @@ pub struct VirtualMachineTemplateSpecDnsConfigOptions {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomain {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chassis: Option<VirtualMachineTemplateSpecDomainChassis>,
+    pub chassis: Option<Box<VirtualMachineTemplateSpecDomainChassis>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock: Option<VirtualMachineTemplateSpecDomainClock>,
+    pub clock: Option<Box<VirtualMachineTemplateSpecDomainClock>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<VirtualMachineTemplateSpecDomainCpu>,
+    pub cpu: Option<Box<VirtualMachineTemplateSpecDomainCpu>>,
     pub devices: VirtualMachineTemplateSpecDomainDevices,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<VirtualMachineTemplateSpecDomainFeatures>,
+    pub features: Option<Box<VirtualMachineTemplateSpecDomainFeatures>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub firmware: Option<VirtualMachineTemplateSpecDomainFirmware>,
+    pub firmware: Option<Box<VirtualMachineTemplateSpecDomainFirmware>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ioThreads")]
-    pub io_threads: Option<VirtualMachineTemplateSpecDomainIoThreads>,
+    pub io_threads: Option<Box<VirtualMachineTemplateSpecDomainIoThreads>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ioThreadsPolicy")]
     pub io_threads_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "launchSecurity")]
-    pub launch_security: Option<VirtualMachineTemplateSpecDomainLaunchSecurity>,
+    pub launch_security: Option<Box<VirtualMachineTemplateSpecDomainLaunchSecurity>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine: Option<VirtualMachineTemplateSpecDomainMachine>,
+    pub machine: Option<Box<VirtualMachineTemplateSpecDomainMachine>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<VirtualMachineTemplateSpecDomainMemory>,
+    pub memory: Option<Box<VirtualMachineTemplateSpecDomainMemory>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "rebootPolicy")]
     pub reboot_policy: Option<VirtualMachineTemplateSpecDomainRebootPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<VirtualMachineTemplateSpecDomainResources>,
+    pub resources: Option<Box<VirtualMachineTemplateSpecDomainResources>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -876,25 +876,25 @@ pub struct VirtualMachineTemplateSpecDomainChassis {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainClock {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timer: Option<VirtualMachineTemplateSpecDomainClockTimer>,
+    pub timer: Option<Box<VirtualMachineTemplateSpecDomainClockTimer>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utc: Option<VirtualMachineTemplateSpecDomainClockUtc>,
+    pub utc: Option<Box<VirtualMachineTemplateSpecDomainClockUtc>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainClockTimer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hpet: Option<VirtualMachineTemplateSpecDomainClockTimerHpet>,
+    pub hpet: Option<Box<VirtualMachineTemplateSpecDomainClockTimerHpet>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hyperv: Option<VirtualMachineTemplateSpecDomainClockTimerHyperv>,
+    pub hyperv: Option<Box<VirtualMachineTemplateSpecDomainClockTimerHyperv>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kvm: Option<VirtualMachineTemplateSpecDomainClockTimerKvm>,
+    pub kvm: Option<Box<VirtualMachineTemplateSpecDomainClockTimerKvm>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pit: Option<VirtualMachineTemplateSpecDomainClockTimerPit>,
+    pub pit: Option<Box<VirtualMachineTemplateSpecDomainClockTimerPit>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rtc: Option<VirtualMachineTemplateSpecDomainClockTimerRtc>,
+    pub rtc: Option<Box<VirtualMachineTemplateSpecDomainClockTimerRtc>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -956,9 +956,9 @@ pub struct VirtualMachineTemplateSpecDomainCpu {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub numa: Option<VirtualMachineTemplateSpecDomainCpuNuma>,
+    pub numa: Option<Box<VirtualMachineTemplateSpecDomainCpuNuma>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub realtime: Option<VirtualMachineTemplateSpecDomainCpuRealtime>,
+    pub realtime: Option<Box<VirtualMachineTemplateSpecDomainCpuRealtime>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sockets: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -975,7 +975,7 @@ pub struct VirtualMachineTemplateSpecDomainCpuFeatures {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainCpuNuma {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "guestMappingPassthrough")]
-    pub guest_mapping_passthrough: Option<VirtualMachineTemplateSpecDomainCpuNumaGuestMappingPassthrough>,
+    pub guest_mapping_passthrough: Option<Box<VirtualMachineTemplateSpecDomainCpuNumaGuestMappingPassthrough>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1005,13 +1005,13 @@ pub struct VirtualMachineTemplateSpecDomainDevices {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "blockMultiQueue")]
     pub block_multi_queue: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientPassthrough")]
-    pub client_passthrough: Option<VirtualMachineTemplateSpecDomainDevicesClientPassthrough>,
+    pub client_passthrough: Option<Box<VirtualMachineTemplateSpecDomainDevicesClientPassthrough>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "disableHotplug")]
     pub disable_hotplug: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disks: Option<Vec<VirtualMachineTemplateSpecDomainDevicesDisks>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "downwardMetrics")]
-    pub downward_metrics: Option<VirtualMachineTemplateSpecDomainDevicesDownwardMetrics>,
+    pub downward_metrics: Option<Box<VirtualMachineTemplateSpecDomainDevicesDownwardMetrics>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filesystems: Option<Vec<VirtualMachineTemplateSpecDomainDevicesFilesystems>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1029,17 +1029,17 @@ pub struct VirtualMachineTemplateSpecDomainDevices {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "panicDevices")]
     pub panic_devices: Option<Vec<VirtualMachineTemplateSpecDomainDevicesPanicDevices>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rng: Option<VirtualMachineTemplateSpecDomainDevicesRng>,
+    pub rng: Option<Box<VirtualMachineTemplateSpecDomainDevicesRng>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sound: Option<VirtualMachineTemplateSpecDomainDevicesSound>,
+    pub sound: Option<Box<VirtualMachineTemplateSpecDomainDevicesSound>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tpm: Option<VirtualMachineTemplateSpecDomainDevicesTpm>,
+    pub tpm: Option<Box<VirtualMachineTemplateSpecDomainDevicesTpm>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "useVirtioTransitional")]
     pub use_virtio_transitional: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub video: Option<VirtualMachineTemplateSpecDomainDevicesVideo>,
+    pub video: Option<Box<VirtualMachineTemplateSpecDomainDevicesVideo>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watchdog: Option<VirtualMachineTemplateSpecDomainDevicesWatchdog>,
+    pub watchdog: Option<Box<VirtualMachineTemplateSpecDomainDevicesWatchdog>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1049,25 +1049,25 @@ pub struct VirtualMachineTemplateSpecDomainDevicesClientPassthrough {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainDevicesDisks {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "blockSize")]
-    pub block_size: Option<VirtualMachineTemplateSpecDomainDevicesDisksBlockSize>,
+    pub block_size: Option<Box<VirtualMachineTemplateSpecDomainDevicesDisksBlockSize>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "bootOrder")]
     pub boot_order: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cdrom: Option<VirtualMachineTemplateSpecDomainDevicesDisksCdrom>,
+    pub cdrom: Option<Box<VirtualMachineTemplateSpecDomainDevicesDisksCdrom>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "changedBlockTracking")]
     pub changed_block_tracking: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dedicatedIOThread")]
     pub dedicated_io_thread: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<VirtualMachineTemplateSpecDomainDevicesDisksDisk>,
+    pub disk: Option<Box<VirtualMachineTemplateSpecDomainDevicesDisksDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "errorPolicy")]
     pub error_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lun: Option<VirtualMachineTemplateSpecDomainDevicesDisksLun>,
+    pub lun: Option<Box<VirtualMachineTemplateSpecDomainDevicesDisksLun>>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
@@ -1080,9 +1080,9 @@ pub struct VirtualMachineTemplateSpecDomainDevicesDisks {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainDevicesDisksBlockSize {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub custom: Option<VirtualMachineTemplateSpecDomainDevicesDisksBlockSizeCustom>,
+    pub custom: Option<Box<VirtualMachineTemplateSpecDomainDevicesDisksBlockSizeCustom>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchVolume")]
-    pub match_volume: Option<VirtualMachineTemplateSpecDomainDevicesDisksBlockSizeMatchVolume>,
+    pub match_volume: Option<Box<VirtualMachineTemplateSpecDomainDevicesDisksBlockSizeMatchVolume>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1157,13 +1157,13 @@ pub struct VirtualMachineTemplateSpecDomainDevicesGpus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "virtualGPUOptions")]
-    pub virtual_gpu_options: Option<VirtualMachineTemplateSpecDomainDevicesGpusVirtualGpuOptions>,
+    pub virtual_gpu_options: Option<Box<VirtualMachineTemplateSpecDomainDevicesGpusVirtualGpuOptions>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainDevicesGpusVirtualGpuOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<VirtualMachineTemplateSpecDomainDevicesGpusVirtualGpuOptionsDisplay>,
+    pub display: Option<Box<VirtualMachineTemplateSpecDomainDevicesGpusVirtualGpuOptionsDisplay>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1171,7 +1171,7 @@ pub struct VirtualMachineTemplateSpecDomainDevicesGpusVirtualGpuOptionsDisplay {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ramFB")]
-    pub ram_fb: Option<VirtualMachineTemplateSpecDomainDevicesGpusVirtualGpuOptionsDisplayRamFb>,
+    pub ram_fb: Option<Box<VirtualMachineTemplateSpecDomainDevicesGpusVirtualGpuOptionsDisplayRamFb>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1207,26 +1207,26 @@ pub struct VirtualMachineTemplateSpecDomainDevicesInterfaces {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "acpiIndex")]
     pub acpi_index: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binding: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesBinding>,
+    pub binding: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesBinding>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "bootOrder")]
     pub boot_order: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bridge: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesBridge>,
+    pub bridge: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesBridge>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dhcpOptions")]
-    pub dhcp_options: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesDhcpOptions>,
+    pub dhcp_options: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesDhcpOptions>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "macAddress")]
     pub mac_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub macvtap: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesMacvtap>,
+    pub macvtap: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesMacvtap>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub masquerade: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesMasquerade>,
+    pub masquerade: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesMasquerade>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub passt: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesPasst>,
+    pub passt: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesPasst>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "passtBinding")]
-    pub passt_binding: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesPasstBinding>,
+    pub passt_binding: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesPasstBinding>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "pciAddress")]
     pub pci_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "portRanges")]
@@ -1234,9 +1234,9 @@ pub struct VirtualMachineTemplateSpecDomainDevicesInterfaces {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<VirtualMachineTemplateSpecDomainDevicesInterfacesPorts>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slirp: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesSlirp>,
+    pub slirp: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesSlirp>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sriov: Option<VirtualMachineTemplateSpecDomainDevicesInterfacesSriov>,
+    pub sriov: Option<Box<VirtualMachineTemplateSpecDomainDevicesInterfacesSriov>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1344,9 +1344,9 @@ pub struct VirtualMachineTemplateSpecDomainDevicesVideo {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainDevicesWatchdog {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diag288: Option<VirtualMachineTemplateSpecDomainDevicesWatchdogDiag288>,
+    pub diag288: Option<Box<VirtualMachineTemplateSpecDomainDevicesWatchdogDiag288>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub i6300esb: Option<VirtualMachineTemplateSpecDomainDevicesWatchdogI6300esb>,
+    pub i6300esb: Option<Box<VirtualMachineTemplateSpecDomainDevicesWatchdogI6300esb>>,
     pub name: String,
 }
 
@@ -1365,19 +1365,19 @@ pub struct VirtualMachineTemplateSpecDomainDevicesWatchdogI6300esb {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainFeatures {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acpi: Option<VirtualMachineTemplateSpecDomainFeaturesAcpi>,
+    pub acpi: Option<Box<VirtualMachineTemplateSpecDomainFeaturesAcpi>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub apic: Option<VirtualMachineTemplateSpecDomainFeaturesApic>,
+    pub apic: Option<Box<VirtualMachineTemplateSpecDomainFeaturesApic>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hyperv: Option<VirtualMachineTemplateSpecDomainFeaturesHyperv>,
+    pub hyperv: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHyperv>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "hypervPassthrough")]
-    pub hyperv_passthrough: Option<VirtualMachineTemplateSpecDomainFeaturesHypervPassthrough>,
+    pub hyperv_passthrough: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervPassthrough>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kvm: Option<VirtualMachineTemplateSpecDomainFeaturesKvm>,
+    pub kvm: Option<Box<VirtualMachineTemplateSpecDomainFeaturesKvm>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pvspinlock: Option<VirtualMachineTemplateSpecDomainFeaturesPvspinlock>,
+    pub pvspinlock: Option<Box<VirtualMachineTemplateSpecDomainFeaturesPvspinlock>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smm: Option<VirtualMachineTemplateSpecDomainFeaturesSmm>,
+    pub smm: Option<Box<VirtualMachineTemplateSpecDomainFeaturesSmm>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1397,33 +1397,33 @@ pub struct VirtualMachineTemplateSpecDomainFeaturesApic {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainFeaturesHyperv {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evmcs: Option<VirtualMachineTemplateSpecDomainFeaturesHypervEvmcs>,
+    pub evmcs: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervEvmcs>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequencies: Option<VirtualMachineTemplateSpecDomainFeaturesHypervFrequencies>,
+    pub frequencies: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervFrequencies>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipi: Option<VirtualMachineTemplateSpecDomainFeaturesHypervIpi>,
+    pub ipi: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervIpi>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reenlightenment: Option<VirtualMachineTemplateSpecDomainFeaturesHypervReenlightenment>,
+    pub reenlightenment: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervReenlightenment>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relaxed: Option<VirtualMachineTemplateSpecDomainFeaturesHypervRelaxed>,
+    pub relaxed: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervRelaxed>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reset: Option<VirtualMachineTemplateSpecDomainFeaturesHypervReset>,
+    pub reset: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervReset>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<VirtualMachineTemplateSpecDomainFeaturesHypervRuntime>,
+    pub runtime: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervRuntime>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spinlocks: Option<VirtualMachineTemplateSpecDomainFeaturesHypervSpinlocks>,
+    pub spinlocks: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervSpinlocks>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub synic: Option<VirtualMachineTemplateSpecDomainFeaturesHypervSynic>,
+    pub synic: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervSynic>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub synictimer: Option<VirtualMachineTemplateSpecDomainFeaturesHypervSynictimer>,
+    pub synictimer: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervSynictimer>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tlbflush: Option<VirtualMachineTemplateSpecDomainFeaturesHypervTlbflush>,
+    pub tlbflush: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervTlbflush>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vapic: Option<VirtualMachineTemplateSpecDomainFeaturesHypervVapic>,
+    pub vapic: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervVapic>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vendorid: Option<VirtualMachineTemplateSpecDomainFeaturesHypervVendorid>,
+    pub vendorid: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervVendorid>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vpindex: Option<VirtualMachineTemplateSpecDomainFeaturesHypervVpindex>,
+    pub vpindex: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervVpindex>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1485,7 +1485,7 @@ pub struct VirtualMachineTemplateSpecDomainFeaturesHypervSynic {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainFeaturesHypervSynictimer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct: Option<VirtualMachineTemplateSpecDomainFeaturesHypervSynictimerDirect>,
+    pub direct: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervSynictimerDirect>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
@@ -1499,11 +1499,11 @@ pub struct VirtualMachineTemplateSpecDomainFeaturesHypervSynictimerDirect {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainFeaturesHypervTlbflush {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct: Option<VirtualMachineTemplateSpecDomainFeaturesHypervTlbflushDirect>,
+    pub direct: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervTlbflushDirect>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extended: Option<VirtualMachineTemplateSpecDomainFeaturesHypervTlbflushExtended>,
+    pub extended: Option<Box<VirtualMachineTemplateSpecDomainFeaturesHypervTlbflushExtended>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1565,11 +1565,11 @@ pub struct VirtualMachineTemplateSpecDomainFeaturesSmm {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainFirmware {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acpi: Option<VirtualMachineTemplateSpecDomainFirmwareAcpi>,
+    pub acpi: Option<Box<VirtualMachineTemplateSpecDomainFirmwareAcpi>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bootloader: Option<VirtualMachineTemplateSpecDomainFirmwareBootloader>,
+    pub bootloader: Option<Box<VirtualMachineTemplateSpecDomainFirmwareBootloader>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "kernelBoot")]
-    pub kernel_boot: Option<VirtualMachineTemplateSpecDomainFirmwareKernelBoot>,
+    pub kernel_boot: Option<Box<VirtualMachineTemplateSpecDomainFirmwareKernelBoot>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1587,9 +1587,9 @@ pub struct VirtualMachineTemplateSpecDomainFirmwareAcpi {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainFirmwareBootloader {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bios: Option<VirtualMachineTemplateSpecDomainFirmwareBootloaderBios>,
+    pub bios: Option<Box<VirtualMachineTemplateSpecDomainFirmwareBootloaderBios>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub efi: Option<VirtualMachineTemplateSpecDomainFirmwareBootloaderEfi>,
+    pub efi: Option<Box<VirtualMachineTemplateSpecDomainFirmwareBootloaderEfi>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1609,7 +1609,7 @@ pub struct VirtualMachineTemplateSpecDomainFirmwareBootloaderEfi {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainFirmwareKernelBoot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<VirtualMachineTemplateSpecDomainFirmwareKernelBootContainer>,
+    pub container: Option<Box<VirtualMachineTemplateSpecDomainFirmwareKernelBootContainer>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "kernelArgs")]
     pub kernel_args: Option<String>,
 }
@@ -1636,21 +1636,21 @@ pub struct VirtualMachineTemplateSpecDomainIoThreads {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainLaunchSecurity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sev: Option<VirtualMachineTemplateSpecDomainLaunchSecuritySev>,
+    pub sev: Option<Box<VirtualMachineTemplateSpecDomainLaunchSecuritySev>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snp: Option<VirtualMachineTemplateSpecDomainLaunchSecuritySnp>,
+    pub snp: Option<Box<VirtualMachineTemplateSpecDomainLaunchSecuritySnp>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tdx: Option<VirtualMachineTemplateSpecDomainLaunchSecurityTdx>,
+    pub tdx: Option<Box<VirtualMachineTemplateSpecDomainLaunchSecurityTdx>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecDomainLaunchSecuritySev {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attestation: Option<VirtualMachineTemplateSpecDomainLaunchSecuritySevAttestation>,
+    pub attestation: Option<Box<VirtualMachineTemplateSpecDomainLaunchSecuritySevAttestation>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dhCert")]
     pub dh_cert: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<VirtualMachineTemplateSpecDomainLaunchSecuritySevPolicy>,
+    pub policy: Option<Box<VirtualMachineTemplateSpecDomainLaunchSecuritySevPolicy>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 }
@@ -1684,11 +1684,11 @@ pub struct VirtualMachineTemplateSpecDomainMemory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hugepages: Option<VirtualMachineTemplateSpecDomainMemoryHugepages>,
+    pub hugepages: Option<Box<VirtualMachineTemplateSpecDomainMemoryHugepages>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxGuest")]
     pub max_guest: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "reservedOverhead")]
-    pub reserved_overhead: Option<VirtualMachineTemplateSpecDomainMemoryReservedOverhead>,
+    pub reserved_overhead: Option<Box<VirtualMachineTemplateSpecDomainMemoryReservedOverhead>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1730,13 +1730,13 @@ pub struct VirtualMachineTemplateSpecDomainResources {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecLivenessProbe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec: Option<VirtualMachineTemplateSpecLivenessProbeExec>,
+    pub exec: Option<Box<VirtualMachineTemplateSpecLivenessProbeExec>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "failureThreshold")]
     pub failure_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "guestAgentPing")]
-    pub guest_agent_ping: Option<VirtualMachineTemplateSpecLivenessProbeGuestAgentPing>,
+    pub guest_agent_ping: Option<Box<VirtualMachineTemplateSpecLivenessProbeGuestAgentPing>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpGet")]
-    pub http_get: Option<VirtualMachineTemplateSpecLivenessProbeHttpGet>,
+    pub http_get: Option<Box<VirtualMachineTemplateSpecLivenessProbeHttpGet>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "initialDelaySeconds")]
     pub initial_delay_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "periodSeconds")]
@@ -1744,7 +1744,7 @@ pub struct VirtualMachineTemplateSpecLivenessProbe {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "successThreshold")]
     pub success_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "tcpSocket")]
-    pub tcp_socket: Option<VirtualMachineTemplateSpecLivenessProbeTcpSocket>,
+    pub tcp_socket: Option<Box<VirtualMachineTemplateSpecLivenessProbeTcpSocket>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "timeoutSeconds")]
     pub timeout_seconds: Option<i32>,
 }
@@ -1788,12 +1788,12 @@ pub struct VirtualMachineTemplateSpecLivenessProbeTcpSocket {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecNetworks {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multus: Option<VirtualMachineTemplateSpecNetworksMultus>,
+    pub multus: Option<Box<VirtualMachineTemplateSpecNetworksMultus>>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<VirtualMachineTemplateSpecNetworksPod>,
+    pub pod: Option<Box<VirtualMachineTemplateSpecNetworksPod>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceClaim")]
-    pub resource_claim: Option<VirtualMachineTemplateSpecNetworksResourceClaim>,
+    pub resource_claim: Option<Box<VirtualMachineTemplateSpecNetworksResourceClaim>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1823,13 +1823,13 @@ pub struct VirtualMachineTemplateSpecNetworksResourceClaim {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecReadinessProbe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec: Option<VirtualMachineTemplateSpecReadinessProbeExec>,
+    pub exec: Option<Box<VirtualMachineTemplateSpecReadinessProbeExec>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "failureThreshold")]
     pub failure_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "guestAgentPing")]
-    pub guest_agent_ping: Option<VirtualMachineTemplateSpecReadinessProbeGuestAgentPing>,
+    pub guest_agent_ping: Option<Box<VirtualMachineTemplateSpecReadinessProbeGuestAgentPing>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpGet")]
-    pub http_get: Option<VirtualMachineTemplateSpecReadinessProbeHttpGet>,
+    pub http_get: Option<Box<VirtualMachineTemplateSpecReadinessProbeHttpGet>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "initialDelaySeconds")]
     pub initial_delay_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "periodSeconds")]
@@ -1837,7 +1837,7 @@ pub struct VirtualMachineTemplateSpecReadinessProbe {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "successThreshold")]
     pub success_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "tcpSocket")]
-    pub tcp_socket: Option<VirtualMachineTemplateSpecReadinessProbeTcpSocket>,
+    pub tcp_socket: Option<Box<VirtualMachineTemplateSpecReadinessProbeTcpSocket>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "timeoutSeconds")]
     pub timeout_seconds: Option<i32>,
 }
@@ -1904,7 +1904,7 @@ pub struct VirtualMachineTemplateSpecTolerations {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecTopologySpreadConstraints {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "labelSelector")]
-    pub label_selector: Option<VirtualMachineTemplateSpecTopologySpreadConstraintsLabelSelector>,
+    pub label_selector: Option<Box<VirtualMachineTemplateSpecTopologySpreadConstraintsLabelSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabelKeys")]
     pub match_label_keys: Option<Vec<String>>,
     #[serde(rename = "maxSkew")]
@@ -1951,38 +1951,38 @@ pub struct VirtualMachineTemplateSpecUtilityVolumes {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecVolumes {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "cloudInitConfigDrive")]
-    pub cloud_init_config_drive: Option<VirtualMachineTemplateSpecVolumesCloudInitConfigDrive>,
+    pub cloud_init_config_drive: Option<Box<VirtualMachineTemplateSpecVolumesCloudInitConfigDrive>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "cloudInitNoCloud")]
-    pub cloud_init_no_cloud: Option<VirtualMachineTemplateSpecVolumesCloudInitNoCloud>,
+    pub cloud_init_no_cloud: Option<Box<VirtualMachineTemplateSpecVolumesCloudInitNoCloud>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "configMap")]
-    pub config_map: Option<VirtualMachineTemplateSpecVolumesConfigMap>,
+    pub config_map: Option<Box<VirtualMachineTemplateSpecVolumesConfigMap>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerDisk")]
-    pub container_disk: Option<VirtualMachineTemplateSpecVolumesContainerDisk>,
+    pub container_disk: Option<Box<VirtualMachineTemplateSpecVolumesContainerDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerPath")]
-    pub container_path: Option<VirtualMachineTemplateSpecVolumesContainerPath>,
+    pub container_path: Option<Box<VirtualMachineTemplateSpecVolumesContainerPath>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataVolume")]
-    pub data_volume: Option<VirtualMachineTemplateSpecVolumesDataVolume>,
+    pub data_volume: Option<Box<VirtualMachineTemplateSpecVolumesDataVolume>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "downwardAPI")]
-    pub downward_api: Option<VirtualMachineTemplateSpecVolumesDownwardApi>,
+    pub downward_api: Option<Box<VirtualMachineTemplateSpecVolumesDownwardApi>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "downwardMetrics")]
-    pub downward_metrics: Option<VirtualMachineTemplateSpecVolumesDownwardMetrics>,
+    pub downward_metrics: Option<Box<VirtualMachineTemplateSpecVolumesDownwardMetrics>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "emptyDisk")]
-    pub empty_disk: Option<VirtualMachineTemplateSpecVolumesEmptyDisk>,
+    pub empty_disk: Option<Box<VirtualMachineTemplateSpecVolumesEmptyDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ephemeral: Option<VirtualMachineTemplateSpecVolumesEphemeral>,
+    pub ephemeral: Option<Box<VirtualMachineTemplateSpecVolumesEphemeral>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "hostDisk")]
-    pub host_disk: Option<VirtualMachineTemplateSpecVolumesHostDisk>,
+    pub host_disk: Option<Box<VirtualMachineTemplateSpecVolumesHostDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "memoryDump")]
-    pub memory_dump: Option<VirtualMachineTemplateSpecVolumesMemoryDump>,
+    pub memory_dump: Option<Box<VirtualMachineTemplateSpecVolumesMemoryDump>>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "persistentVolumeClaim")]
-    pub persistent_volume_claim: Option<VirtualMachineTemplateSpecVolumesPersistentVolumeClaim>,
+    pub persistent_volume_claim: Option<Box<VirtualMachineTemplateSpecVolumesPersistentVolumeClaim>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<VirtualMachineTemplateSpecVolumesSecret>,
+    pub secret: Option<Box<VirtualMachineTemplateSpecVolumesSecret>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "serviceAccount")]
-    pub service_account: Option<VirtualMachineTemplateSpecVolumesServiceAccount>,
+    pub service_account: Option<Box<VirtualMachineTemplateSpecVolumesServiceAccount>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sysprep: Option<VirtualMachineTemplateSpecVolumesSysprep>,
+    pub sysprep: Option<Box<VirtualMachineTemplateSpecVolumesSysprep>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -1992,9 +1992,9 @@ pub struct VirtualMachineTemplateSpecVolumesCloudInitConfigDrive {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkDataBase64")]
     pub network_data_base64: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkDataSecretRef")]
-    pub network_data_secret_ref: Option<VirtualMachineTemplateSpecVolumesCloudInitConfigDriveNetworkDataSecretRef>,
+    pub network_data_secret_ref: Option<Box<VirtualMachineTemplateSpecVolumesCloudInitConfigDriveNetworkDataSecretRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "secretRef")]
-    pub secret_ref: Option<VirtualMachineTemplateSpecVolumesCloudInitConfigDriveSecretRef>,
+    pub secret_ref: Option<Box<VirtualMachineTemplateSpecVolumesCloudInitConfigDriveSecretRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userData")]
     pub user_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userDataBase64")]
@@ -2020,9 +2020,9 @@ pub struct VirtualMachineTemplateSpecVolumesCloudInitNoCloud {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkDataBase64")]
     pub network_data_base64: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkDataSecretRef")]
-    pub network_data_secret_ref: Option<VirtualMachineTemplateSpecVolumesCloudInitNoCloudNetworkDataSecretRef>,
+    pub network_data_secret_ref: Option<Box<VirtualMachineTemplateSpecVolumesCloudInitNoCloudNetworkDataSecretRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "secretRef")]
-    pub secret_ref: Option<VirtualMachineTemplateSpecVolumesCloudInitNoCloudSecretRef>,
+    pub secret_ref: Option<Box<VirtualMachineTemplateSpecVolumesCloudInitNoCloudSecretRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userData")]
     pub user_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "userDataBase64")]
@@ -2087,12 +2087,12 @@ pub struct VirtualMachineTemplateSpecVolumesDownwardApi {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecVolumesDownwardApiFields {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "fieldRef")]
-    pub field_ref: Option<VirtualMachineTemplateSpecVolumesDownwardApiFieldsFieldRef>,
+    pub field_ref: Option<Box<VirtualMachineTemplateSpecVolumesDownwardApiFieldsFieldRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<i32>,
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceFieldRef")]
-    pub resource_field_ref: Option<VirtualMachineTemplateSpecVolumesDownwardApiFieldsResourceFieldRef>,
+    pub resource_field_ref: Option<Box<VirtualMachineTemplateSpecVolumesDownwardApiFieldsResourceFieldRef>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2124,7 +2124,7 @@ pub struct VirtualMachineTemplateSpecVolumesEmptyDisk {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecVolumesEphemeral {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "persistentVolumeClaim")]
-    pub persistent_volume_claim: Option<VirtualMachineTemplateSpecVolumesEphemeralPersistentVolumeClaim>,
+    pub persistent_volume_claim: Option<Box<VirtualMachineTemplateSpecVolumesEphemeralPersistentVolumeClaim>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2185,9 +2185,9 @@ pub struct VirtualMachineTemplateSpecVolumesServiceAccount {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineTemplateSpecVolumesSysprep {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "configMap")]
-    pub config_map: Option<VirtualMachineTemplateSpecVolumesSysprepConfigMap>,
+    pub config_map: Option<Box<VirtualMachineTemplateSpecVolumesSysprepConfigMap>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<VirtualMachineTemplateSpecVolumesSysprepSecret>,
+    pub secret: Option<Box<VirtualMachineTemplateSpecVolumesSysprepSecret>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2205,7 +2205,7 @@ pub struct VirtualMachineTemplateSpecVolumesSysprepSecret {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "changedBlockTracking")]
-    pub changed_block_tracking: Option<VirtualMachineStatusChangedBlockTracking>,
+    pub changed_block_tracking: Option<Box<VirtualMachineStatusChangedBlockTracking>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<VirtualMachineStatusConditions>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2213,13 +2213,13 @@ pub struct VirtualMachineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "desiredGeneration")]
     pub desired_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "instancetypeRef")]
-    pub instancetype_ref: Option<VirtualMachineStatusInstancetypeRef>,
+    pub instancetype_ref: Option<Box<VirtualMachineStatusInstancetypeRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "memoryDumpRequest")]
-    pub memory_dump_request: Option<VirtualMachineStatusMemoryDumpRequest>,
+    pub memory_dump_request: Option<Box<VirtualMachineStatusMemoryDumpRequest>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "observedGeneration")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "preferenceRef")]
-    pub preference_ref: Option<VirtualMachineStatusPreferenceRef>,
+    pub preference_ref: Option<Box<VirtualMachineStatusPreferenceRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "printableStatus")]
     pub printable_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2231,7 +2231,7 @@ pub struct VirtualMachineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "snapshotInProgress")]
     pub snapshot_in_progress: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "startFailure")]
-    pub start_failure: Option<VirtualMachineStatusStartFailure>,
+    pub start_failure: Option<Box<VirtualMachineStatusStartFailure>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "stateChangeRequests")]
     pub state_change_requests: Option<Vec<VirtualMachineStatusStateChangeRequests>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeRequests")]
@@ -2239,13 +2239,13 @@ pub struct VirtualMachineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeSnapshotStatuses")]
     pub volume_snapshot_statuses: Option<Vec<VirtualMachineStatusVolumeSnapshotStatuses>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeUpdateState")]
-    pub volume_update_state: Option<VirtualMachineStatusVolumeUpdateState>,
+    pub volume_update_state: Option<Box<VirtualMachineStatusVolumeUpdateState>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusChangedBlockTracking {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupStatus")]
-    pub backup_status: Option<VirtualMachineStatusChangedBlockTrackingBackupStatus>,
+    pub backup_status: Option<Box<VirtualMachineStatusChangedBlockTrackingBackupStatus>>,
     pub state: String,
 }
 
@@ -2301,7 +2301,7 @@ pub struct VirtualMachineStatusConditions {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusInstancetypeRef {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "controllerRevisionRef")]
-    pub controller_revision_ref: Option<VirtualMachineStatusInstancetypeRefControllerRevisionRef>,
+    pub controller_revision_ref: Option<Box<VirtualMachineStatusInstancetypeRefControllerRevisionRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "inferFromVolume")]
     pub infer_from_volume: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "inferFromVolumeFailurePolicy")]
@@ -2338,7 +2338,7 @@ pub struct VirtualMachineStatusMemoryDumpRequest {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusPreferenceRef {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "controllerRevisionRef")]
-    pub controller_revision_ref: Option<VirtualMachineStatusPreferenceRefControllerRevisionRef>,
+    pub controller_revision_ref: Option<Box<VirtualMachineStatusPreferenceRefControllerRevisionRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "inferFromVolume")]
     pub infer_from_volume: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "inferFromVolumeFailurePolicy")]
@@ -2377,9 +2377,9 @@ pub struct VirtualMachineStatusStateChangeRequests {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusVolumeRequests {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "addVolumeOptions")]
-    pub add_volume_options: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptions>,
+    pub add_volume_options: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptions>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "removeVolumeOptions")]
-    pub remove_volume_options: Option<VirtualMachineStatusVolumeRequestsRemoveVolumeOptions>,
+    pub remove_volume_options: Option<Box<VirtualMachineStatusVolumeRequestsRemoveVolumeOptions>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2395,25 +2395,25 @@ pub struct VirtualMachineStatusVolumeRequestsAddVolumeOptions {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusVolumeRequestsAddVolumeOptionsDisk {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "blockSize")]
-    pub block_size: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskBlockSize>,
+    pub block_size: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskBlockSize>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "bootOrder")]
     pub boot_order: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cdrom: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskCdrom>,
+    pub cdrom: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskCdrom>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "changedBlockTracking")]
     pub changed_block_tracking: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dedicatedIOThread")]
     pub dedicated_io_thread: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskDisk>,
+    pub disk: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "errorPolicy")]
     pub error_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lun: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskLun>,
+    pub lun: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskLun>>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
@@ -2426,9 +2426,9 @@ pub struct VirtualMachineStatusVolumeRequestsAddVolumeOptionsDisk {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskBlockSize {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub custom: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskBlockSizeCustom>,
+    pub custom: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskBlockSizeCustom>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchVolume")]
-    pub match_volume: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskBlockSizeMatchVolume>,
+    pub match_volume: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskBlockSizeMatchVolume>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2480,9 +2480,9 @@ pub struct VirtualMachineStatusVolumeRequestsAddVolumeOptionsDiskLun {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusVolumeRequestsAddVolumeOptionsVolumeSource {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "dataVolume")]
-    pub data_volume: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptionsVolumeSourceDataVolume>,
+    pub data_volume: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptionsVolumeSourceDataVolume>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "persistentVolumeClaim")]
-    pub persistent_volume_claim: Option<VirtualMachineStatusVolumeRequestsAddVolumeOptionsVolumeSourcePersistentVolumeClaim>,
+    pub persistent_volume_claim: Option<Box<VirtualMachineStatusVolumeRequestsAddVolumeOptionsVolumeSourcePersistentVolumeClaim>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2520,7 +2520,7 @@ pub struct VirtualMachineStatusVolumeSnapshotStatuses {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusVolumeUpdateState {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeMigrationState")]
-    pub volume_migration_state: Option<VirtualMachineStatusVolumeUpdateStateVolumeMigrationState>,
+    pub volume_migration_state: Option<Box<VirtualMachineStatusVolumeUpdateStateVolumeMigrationState>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -2532,9 +2532,9 @@ pub struct VirtualMachineStatusVolumeUpdateStateVolumeMigrationState {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualMachineStatusVolumeUpdateStateVolumeMigrationStateMigratedVolumes {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "destinationPVCInfo")]
-    pub destination_pvc_info: Option<VirtualMachineStatusVolumeUpdateStateVolumeMigrationStateMigratedVolumesDestinationPvcInfo>,
+    pub destination_pvc_info: Option<Box<VirtualMachineStatusVolumeUpdateStateVolumeMigrationStateMigratedVolumesDestinationPvcInfo>>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourcePVCInfo")]
-    pub source_pvc_info: Option<VirtualMachineStatusVolumeUpdateStateVolumeMigrationStateMigratedVolumesSourcePvcInfo>,
+    pub source_pvc_info: Option<Box<VirtualMachineStatusVolumeUpdateStateVolumeMigrationStateMigratedVolumesSourcePvcInfo>>,
     #[serde(rename = "volumeName")]
     pub volume_name: String,
 }
