@@ -22,7 +22,6 @@ use super::context::Context;
 use super::diff::is_applied;
 use super::observe::Observed;
 use super::ownership::{DELETION_POLICY_ANNOTATION, RETAINED_FROM_ANNOTATION, cached, owned};
-use super::watches::trim_metadata;
 use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
 use crate::children::plan::{Plan, Volume};
 use crate::children::{BuildInputs, ChildKind, EachKind, for_each_kind};
@@ -199,11 +198,8 @@ async fn ensure<K: ChildKind>(
         .await
         .map_err(|source| ApplyError::Apply { kind: kind.clone(), namespace: namespace.clone(), name: name.clone(), source })?;
     written.push(format!("{kind} {name}"));
-    trim_metadata(&mut result);
     result.trim();
-    let result = Arc::new(result);
-    context.recent.wrote(result.clone());
-    Ok(result)
+    Ok(context.recent.wrote(result))
 }
 
 /// Grows the claims CDI made for imported disks whose size went up (a

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use kube::Resource;
 
+use super::watches::trim_metadata;
+
 /// How long a written object is trusted over the cache at most.
 pub const LIFETIME: Duration = Duration::from_secs(30);
 
@@ -62,19 +64,27 @@ impl Recent {
         Recent { entries: Mutex::default(), lifetime }
     }
 
-    /// Remembers `object` as the API server returned it after a write.
-    pub fn wrote<K: Resource<DynamicType = ()> + Send + Sync + 'static>(&self, object: Arc<K>) {
+    /// Remembers `object` as the API server returned it after a write,
+    /// trimmed as the watches trim what they cache; returns it.
+    pub fn wrote<K: Resource<DynamicType = ()> + Send + Sync + 'static>(&self, mut object: K) -> Arc<K> {
+        trim_metadata(&mut object);
+        let object = Arc::new(object);
         let meta = object.meta();
         let (Some(namespace), Some(name), Some(resource_version)) = (&meta.namespace, &meta.name, &meta.resource_version) else {
-            return;
+            return object;
         };
         let key = key::<K>(namespace, name);
-        let entry =
-            Entry { resource_version: resource_version.clone(), generation: meta.generation.unwrap_or(0), object, written: Instant::now() };
+        let entry = Entry {
+            resource_version: resource_version.clone(),
+            generation: meta.generation.unwrap_or(0),
+            object: object.clone(),
+            written: Instant::now(),
+        };
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         entries.retain(|_, entry| now.duration_since(entry.written) < self.lifetime);
         entries.insert(key, entry);
+        object
     }
 
     /// Forgets the write of `object` once a watch delivered that version or a later one.
@@ -121,13 +131,9 @@ impl Recent {
     }
 
     /// How many writes wait for their watch event.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether no write waits for its watch event.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -171,7 +177,7 @@ mod tests {
     fn a_write_the_watch_has_not_delivered_wins_over_the_stale_cache() {
         let recent = Recent::default();
         assert_eq!(data(recent.newest(Some(object("1", 1, "old")), "apps", "a")), Some("old".to_string()), "nothing written");
-        recent.wrote(object("2", 1, "new"));
+        recent.wrote((*object("2", 1, "new")).clone());
         assert_eq!(data(recent.newest::<ConfigMap>(None, "apps", "a")), Some("new".to_string()), "created, not yet cached");
         assert_eq!(data(recent.newest(Some(object("1", 1, "old")), "apps", "a")), Some("new".to_string()), "cache behind");
         assert!(recent.newest::<ConfigMap>(None, "apps", "other").is_none(), "another object");
@@ -180,36 +186,36 @@ mod tests {
     #[test]
     fn the_cache_wins_once_it_shows_the_write_or_a_newer_spec() {
         let recent = Recent::default();
-        recent.wrote(object("2", 1, "new"));
+        recent.wrote((*object("2", 1, "new")).clone());
         assert_eq!(data(recent.newest(Some(object("3", 2, "edited")), "apps", "a")), Some("edited".to_string()), "a newer spec");
-        recent.wrote(object("2", 1, "new"));
+        recent.wrote((*object("2", 1, "new")).clone());
         assert_eq!(
             data(recent.newest(Some(object("x", 2, "edited")), "apps", "a")),
             Some("edited".to_string()),
             "a newer spec, any version"
         );
-        recent.wrote(object("2", 1, "new"));
+        recent.wrote((*object("2", 1, "new")).clone());
         recent.seen(object("1", 1, "old").as_ref());
         assert_eq!(recent.len(), 1, "an older version does not end the entry");
         recent.seen(object("2", 1, "new").as_ref());
-        assert!(recent.is_empty(), "the written version was delivered");
-        recent.wrote(object("4", 1, "new"));
+        assert_eq!(recent.len(), 0, "the written version was delivered");
+        recent.wrote((*object("4", 1, "new")).clone());
         assert_eq!(data(recent.newest(Some(object("7", 1, "deleting")), "apps", "a")), Some("deleting".to_string()), "a later version");
-        assert!(recent.is_empty(), "a cache past the write ends the entry");
-        recent.wrote(object("4", 1, "new"));
+        assert_eq!(recent.len(), 0, "a cache past the write ends the entry");
+        recent.wrote((*object("4", 1, "new")).clone());
         recent.seen(object("9", 1, "later").as_ref());
-        assert!(recent.is_empty(), "its watch event came before the write's answer, a later one after");
+        assert_eq!(recent.len(), 0, "its watch event came before the write's answer, a later one after");
         assert_eq!(data(recent.newest::<ConfigMap>(None, "apps", "a")), None, "deleted after it was delivered: the cache is right");
     }
 
     #[test]
     fn an_undelivered_write_is_trusted_for_a_limited_time() {
         let recent = Recent::with_lifetime(std::time::Duration::ZERO);
-        recent.wrote(object("2", 1, "new"));
+        recent.wrote((*object("2", 1, "new")).clone());
         assert_eq!(data(recent.newest(Some(object("1", 1, "old")), "apps", "a")), Some("old".to_string()));
         let mut other = (*object("5", 1, "other")).clone();
         other.metadata.name = Some("b".to_string());
-        recent.wrote(Arc::new(other));
+        recent.wrote(other);
         assert_eq!(recent.len(), 1, "expired entries go when another is written");
     }
 }

@@ -364,12 +364,11 @@ async fn add_finalizer(context: &Context, wukong: &Wukong) -> Result<(), Error> 
     finalizers.push(FINALIZER.to_string());
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": wukong.metadata.resource_version}});
     let api: Api<GuardedWukong> = Api::namespaced(context.client.clone(), &namespace);
-    let mut written = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| Error::Finalizer {
+    let written = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| Error::Finalizer {
         namespace,
         name,
         source,
     })?;
-    super::watches::trim_metadata(&mut written);
-    context.recent.wrote(std::sync::Arc::new(written));
+    context.recent.wrote(written);
     Ok(())
 }

@@ -14,7 +14,6 @@ use tracing::warn;
 
 use super::context::Context;
 use super::status::Failure;
-use super::watches::trim_metadata;
 use crate::api::{GuardedWukong, Phase, WukongStatus};
 use crate::children::meta::MANAGER;
 
@@ -75,12 +74,11 @@ pub async fn report(
     let name = wukong.name_any();
     let api: Api<GuardedWukong> = Api::namespaced(context.client.clone(), &namespace);
     let body = StatusApply { api_version: "vm.novasphere.dev/v1alpha1", kind: "Wukong", status };
-    let mut written = api
+    let written = api
         .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
         .await
         .map_err(|source| StatusError::Write { namespace, name, source })?;
-    trim_metadata(&mut written);
-    context.recent.wrote(std::sync::Arc::new(written));
+    context.recent.wrote(written);
     Ok(())
 }
 
