@@ -322,3 +322,33 @@ spec: {cidr: "2001:db8:100::/64", gateway: "2001:db8:100::1", dns: ["2001:db8:10
     assert_eq!(lease.metadata.name.as_deref(), Some("vlan100.2001-0db8-0100-0000-0000-0000-0000-0002"));
     assert_eq!(harness.status("prod", "a").networks[0].ip_addresses, ["2001:db8:100::2"]);
 }
+
+/// The lease lists the Wukong's passes made.
+fn lease_lists(harness: &Harness) -> usize {
+    harness.api.requests().iter().filter(|request| request.verb == "list" && request.path.ends_with("/ipleases")).count()
+}
+
+#[tokio::test]
+async fn a_static_address_is_leased_without_a_list_even_over_a_stale_cache() {
+    let harness = Harness::new();
+    harness.create(POOL);
+    harness.create_wukong(&wukong("prod", "fixed", "2026-11-22T09:00:00Z", "{mode: static, address: 192.168.100.20/24}"));
+    harness.api.clear_requests();
+    // Two passes over caches that never show the lease (a restart racing the watches): the second creates it
+    // again, finds its own, and keeps the one.
+    for _ in 0..2 {
+        harness.reconcile_without_sync("prod", "fixed").await.expect("a pass over a stale lease cache");
+    }
+    assert_eq!(lease_lists(&harness), 0, "a static lease has a fixed name: creating it is the whole check");
+    assert_eq!(addresses_of(&harness, "prod", "fixed"), ["192.168.100.20"]);
+    assert_eq!(leases(&harness).len(), 1, "no second lease");
+    converged(&harness, "prod", "fixed").await;
+    assert_eq!(addresses_of(&harness, "prod", "fixed"), ["192.168.100.20"]);
+    // An address taken from a pool has no name known in advance: its first pass reads the truth once.
+    harness.create_wukong(&wukong("prod", "pooled", "2026-11-22T09:00:00Z", FROM_POOL));
+    harness.sync();
+    harness.api.clear_requests();
+    harness.reconcile("prod", "pooled").await.expect("first pass");
+    assert_eq!(lease_lists(&harness), 1, "one consistent list before allocating from a pool");
+    converged(&harness, "prod", "pooled").await;
+}

@@ -8,9 +8,10 @@
 //! `AddressOutsidePool`, `AddressIsGateway`, `AddressConflict`), or an API
 //! error. Race-free by construction: an address is taken only by creating the
 //! lease named after it (see [`leases`]); a stale cache only costs a failed
-//! create, never a second holder. Before allocating, a Wukong whose cache
-//! shows no lease reads its leases with a consistent list, so a restart never
-//! allocates twice.
+//! create, never a second holder. Before allocating from a pool, a Wukong
+//! whose cache shows no lease reads its leases with a consistent list, so a
+//! restart never allocates twice; a static address's lease has a fixed name
+//! and needs no such read.
 
 pub mod leases;
 
@@ -147,9 +148,11 @@ pub async fn addresses(context: &Context, wukong: &Wukong, valid: &ValidWukong) 
     let wants = wants(valid);
     let cached: Vec<IPLease> =
         context.stores.leases.state().iter().filter(|lease| lease.spec.holder.uid == uid).map(|lease| (**lease).clone()).collect();
-    // A cache that shows none may be behind our own creates (a restart): read the truth once.
-    let own =
-        if cached.is_empty() && !wants.is_empty() && !uid.is_empty() { leases::held_by(&context.client, &uid).await? } else { cached };
+    // A cache that shows none may be behind our own creates (a restart): read the truth once before
+    // allocating from a pool. A static address needs no read: its lease has a fixed name, so creating it
+    // again finds our own; a stale lease the spec dropped is released when the watch shows it.
+    let allocates = wants.iter().any(|want| want.fixed.is_none());
+    let own = if cached.is_empty() && allocates && !uid.is_empty() { leases::held_by(&context.client, &uid).await? } else { cached };
     let holder = LeaseHolder {
         namespace: valid.namespace.clone(),
         name: valid.name.clone(),
