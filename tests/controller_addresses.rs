@@ -351,4 +351,55 @@ async fn a_static_address_is_leased_without_a_list_even_over_a_stale_cache() {
     harness.reconcile("prod", "pooled").await.expect("first pass");
     assert_eq!(lease_lists(&harness), 1, "one consistent list before allocating from a pool");
     converged(&harness, "prod", "pooled").await;
+    // A deletion releases what the cache shows it holding: no list either.
+    harness.api.clear_requests();
+    for name in ["fixed", "pooled"] {
+        harness.delete_wukong("prod", name).await;
+        until_gone(&harness, "prod", name).await;
+    }
+    assert_eq!(lease_lists(&harness), 0, "the cleanup reads its leases from the cache");
+    assert!(leases(&harness).is_empty(), "both leases are released");
+}
+
+/// The clock time `seconds` after the stored lease of `holder` was created.
+fn after_lease_of(harness: &Harness, holder: &str, seconds: i64) -> String {
+    let lease = leases(harness).into_iter().find(|lease| lease.spec.holder.name == holder).expect("the holder's lease");
+    let created: chrono::DateTime<chrono::Utc> = lease.metadata.creation_timestamp.expect("created").0.to_string().parse().expect("a time");
+    (created + chrono::Duration::seconds(seconds)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[tokio::test]
+async fn the_sweep_releases_leases_whose_wukong_is_gone_and_nothing_else() {
+    let harness = Harness::new();
+    harness.create_wukong(&wukong("prod", "kept", "2026-11-22T09:00:00Z", "{mode: static, address: 192.168.100.20/24}"));
+    harness.create_wukong(&wukong("prod", "dropped", "2026-11-22T09:00:00Z", "{mode: static, address: 192.168.100.21/24}"));
+    converged(&harness, "prod", "kept").await;
+    converged(&harness, "prod", "dropped").await;
+    // Someone removes the finalizer by hand and deletes the Wukong: no cleanup ran, its lease is left.
+    harness.edit("vm.novasphere.dev/v1alpha1", "wukongs", Some("prod"), "dropped", |object| object["metadata"]["finalizers"] = json!([]));
+    harness.delete_wukong("prod", "dropped").await;
+    assert!(harness.wukong("prod", "dropped").is_none());
+    harness.sync();
+    // A young lease is left alone (its holder may be newer than the cache)...
+    harness.set_time(&after_lease_of(&harness, "dropped", 30));
+    assert!(harness.sweep().await.is_empty());
+    assert_eq!(addresses_of(&harness, "prod", "dropped"), ["192.168.100.21"]);
+    // ...an old one goes, and only it.
+    harness.set_time(&after_lease_of(&harness, "dropped", 61));
+    let released = harness.sweep().await;
+    assert!(released.len() == 1 && released[0].ends_with("(192.168.100.21)"), "{released:?}");
+    assert!(addresses_of(&harness, "prod", "dropped").is_empty());
+    assert_eq!(addresses_of(&harness, "prod", "kept"), ["192.168.100.20"]);
+    // A holder the cache does not show yet, but the API server has, keeps its lease.
+    harness.api.insert(json!({
+        "apiVersion": "vm.novasphere.dev/v1alpha1", "kind": "IPLease",
+        "metadata": {"name": "fresh-lease", "creationTimestamp": "2026-11-22T08:00:00Z",
+                     "labels": {"app.kubernetes.io/managed-by": "wukong-operator"}},
+        "spec": {"segment": "vlan-100", "address": "192.168.100.22", "mode": "static",
+                 "holder": {"namespace": "prod", "name": "fresh", "uid": "prod-fresh-uid", "network": "mgmt", "creationTimestamp": "2026-11-22T09:00:00Z"}}
+    }));
+    harness.sync();
+    harness.create_wukong(&wukong("prod", "fresh", "2026-11-22T09:00:00Z", "{mode: static, address: 192.168.100.22/24}"));
+    assert!(harness.sweep().await.is_empty(), "a GET finds the holder: the stale cache releases nothing");
+    assert_eq!(addresses_of(&harness, "prod", "fresh"), ["192.168.100.22"]);
 }

@@ -581,6 +581,19 @@ impl Used {
         }
     }
 
+    /// One sweep of leases whose Wukong is gone.
+    async fn sweep(&mut self, harness: &Harness) -> Vec<String> {
+        let before = existing(&harness.api);
+        harness.api.clear_requests();
+        let released = harness.sweep().await;
+        for request in &harness.api.requests() {
+            for access in accesses(request, &before) {
+                self.accesses.entry(access).or_insert_with(|| format!("{} {}", request.verb, request.path));
+            }
+        }
+        released
+    }
+
     /// Reconciles until a pass writes nothing or the Wukong is gone.
     async fn converge(&mut self, harness: &Harness, namespace: &str, name: &str) {
         for _ in 0..8 {
@@ -727,6 +740,18 @@ async fn lifecycle() -> BTreeMap<Access, String> {
         assert!(harness.wukong(namespace, name).is_none(), "{namespace}/{name} is gone after cleanup");
     }
     assert!(harness.api.get("v1", "persistentvolumeclaims", Some("prod"), "data-pvc").is_some(), "an existing claim is never deleted");
+
+    // The sweep: a lease whose Wukong went without its cleanup (the finalizer removed by hand) is released
+    // once a GET confirms the holder is gone.
+    harness.api.insert(json!({
+        "apiVersion": "vm.novasphere.dev/v1alpha1", "kind": "IPLease",
+        "metadata": {"name": "vlan-100.192.168.100.99", "creationTimestamp": "2026-11-22T08:00:00Z",
+                     "labels": {"app.kubernetes.io/managed-by": "wukong-operator"}},
+        "spec": {"segment": "vlan-100", "address": "192.168.100.99", "mode": "static",
+                 "holder": {"namespace": "prod", "name": "gone", "uid": "gone-uid", "network": "mgmt", "creationTimestamp": "2026-11-22T08:00:00Z"}}
+    }));
+    harness.sync();
+    assert_eq!(used.sweep(&harness).await.len(), 1, "the lease of a gone Wukong is swept");
     let retained = harness.api.get("v1", "persistentvolumeclaims", Some("default"), "restored-vm-data");
     assert!(retained.is_some(), "the Retain disk's claim is released, not deleted");
 

@@ -72,3 +72,10 @@ pub struct Context {
 pub fn system_clock() -> Clock {
     Arc::new(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
+
+/// The time from `earlier` to `now`, both RFC 3339 (a [`Clock`]'s time); `None` if either does not read.
+pub fn elapsed(earlier: &str, now: &str) -> Option<std::time::Duration> {
+    let earlier = chrono::DateTime::parse_from_rfc3339(earlier).ok()?;
+    let now = chrono::DateTime::parse_from_rfc3339(now).ok()?;
+    (now - earlier).to_std().ok().or(Some(std::time::Duration::ZERO))
+}

@@ -121,6 +121,12 @@ pub async fn run_until(
     // Leases are cluster-scoped and not owned by their Wukong (addresses/leases.rs): watched here, beside the kinds.
     let (pools, pool_stream) = reflect::<IPPool>(&client, (), all(), keep_all, &sync);
     let (leases, lease_stream) = reflect::<IPLease>(&client, (), all().labels(&addresses::leases::cache_selector()), keep_all, &sync);
+    let seen = recent.clone();
+    let lease_stream = lease_stream.inspect(move |object| {
+        if let Ok(object) = object {
+            seen.seen(object);
+        }
+    });
     let pool_watches = pools::watches(&client, &sync);
 
     let children_stores = Arc::new(OnceLock::new());
@@ -174,8 +180,9 @@ pub async fn run_until(
         clock: system_clock(),
         metrics: health.metrics.clone(),
     });
-    // The pool controller lives as long as this one: aborted when it stops.
+    // The pool controller and the lease sweep live as long as this one: aborted when it stops.
     let pool_controller = tokio::spawn(pools::run(pool_watches, pool_context));
+    let sweep = tokio::spawn(addresses::sweep::run(context.clone(), sync.clone()));
     let metrics = health.metrics.clone();
     info!(concurrency = settings.concurrency, "starting the Wukong controller");
     controller
@@ -211,6 +218,7 @@ pub async fn run_until(
         })
         .await;
     pool_controller.abort();
+    sweep.abort();
     info!("the Wukong controller stopped");
 }
 

@@ -14,8 +14,8 @@ const WATCH: &[&str] = &["list", "watch"];
 /// Access that belongs to no child kind: the Wukongs themselves, what is only
 /// watched, and Events.
 pub const BASE: &[Permission] = &[
-    // Wukongs: watched; the finalizer is added and removed with merge patches.
-    Permission { group: "vm.novasphere.dev", resource: "wukongs", verbs: &["list", "watch", "patch"] },
+    // Wukongs: watched; the finalizer is added and removed with merge patches; a GET confirms a swept lease's holder is gone.
+    Permission { group: "vm.novasphere.dev", resource: "wukongs", verbs: &["get", "list", "watch", "patch"] },
     // Status is written with server-side apply.
     Permission { group: "vm.novasphere.dev", resource: "wukongs/status", verbs: &["patch"] },
     // Owner references with blockOwnerDeletion need update on the owner's finalizers.

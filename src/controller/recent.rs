@@ -70,7 +70,9 @@ impl Recent {
         trim_metadata(&mut object);
         let object = Arc::new(object);
         let meta = object.meta();
-        let (Some(namespace), Some(name), Some(resource_version)) = (&meta.namespace, &meta.name, &meta.resource_version) else {
+        // A cluster-scoped object (a lease) has no namespace: it is kept under "".
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let (Some(name), Some(resource_version)) = (&meta.name, &meta.resource_version) else {
             return object;
         };
         let key = key::<K>(namespace, name);
@@ -90,7 +92,8 @@ impl Recent {
     /// Forgets the write of `object` once a watch delivered that version or a later one.
     pub fn seen<K: Resource<DynamicType = ()>>(&self, object: &K) {
         let meta = object.meta();
-        let (Some(namespace), Some(name)) = (&meta.namespace, &meta.name) else { return };
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let Some(name) = &meta.name else { return };
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let key = key::<K>(namespace, name);
         if entries.get(&key).is_some_and(|entry| caught_up(meta.resource_version.as_deref(), &entry.resource_version)) {
@@ -123,6 +126,11 @@ impl Recent {
             Ok(written) => Some(written),
             Err(_) => cached,
         }
+    }
+
+    /// Forgets the write of an object the operator then deleted.
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(&key::<K>(namespace, name));
     }
 
     /// Forgets every write: for caches re-filled from a list made after them.

@@ -20,7 +20,7 @@ use super::addresses::{AddressesError, Allocation, addresses};
 use super::apply::{ApplyError, Changes, apply};
 use super::checks::{ValidateError, check, validate_spec};
 use super::cleanup::{CleanupError, cleanup};
-use super::context::Context;
+use super::context::{Context, elapsed};
 use super::observe::{Observed, observe};
 use super::operations::{OperationError, announce as announce_operations, operate};
 use super::ownership::FINALIZER;
@@ -259,13 +259,6 @@ async fn status(
         writes.insert(key, now);
     }
     Ok(None)
-}
-
-/// The time from `earlier` to `now`, both RFC 3339; `None` if either does not read.
-fn elapsed(earlier: &str, now: &str) -> Option<Duration> {
-    let earlier = chrono::DateTime::parse_from_rfc3339(earlier).ok()?;
-    let now = chrono::DateTime::parse_from_rfc3339(now).ok()?;
-    (now - earlier).to_std().ok().or(Some(Duration::ZERO))
 }
 
 /// Reports a transient failure (Synced=False, an Event) over what the caches

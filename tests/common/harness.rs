@@ -285,6 +285,11 @@ impl Harness {
         });
     }
 
+    /// One sweep of leases whose Wukong is gone; the released leases.
+    pub async fn sweep(&self) -> Vec<String> {
+        wukong::controller::addresses::sweep::sweep(&self.context).await.expect("sweep")
+    }
+
     /// Deletes the Wukong through the API, as `kubectl delete` does.
     pub async fn delete_wukong(&self, namespace: &str, name: &str) {
         let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(self.api.client(), namespace, &wukong_resource());

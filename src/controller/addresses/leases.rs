@@ -171,13 +171,16 @@ pub async fn mark(client: &Client, lease: &IPLease, instance: Option<&str>) -> R
     }
 }
 
-/// Releases every lease of the Wukong with `uid` (its VM is gone): used by
-/// the cleanup of a deleted Wukong before its finalizer goes. Returns the
+/// Releases `held`, the leases the cache shows a deleted Wukong holding (its
+/// VM is gone): used by its cleanup before its finalizer goes. No list: a
+/// consistent list is served from etcd and decodes every lease in the cluster,
+/// once per deleted Wukong; a lease the cache does not show yet is released
+/// by the sweep ([`super::sweep`]) once its holder is gone. Returns the
 /// released leases' names.
-pub async fn release_all(client: &Client, uid: &str) -> Result<Vec<String>, LeaseError> {
+pub async fn release_all(client: &Client, held: &[IPLease]) -> Result<Vec<String>, LeaseError> {
     let mut released = Vec::new();
-    for lease in held_by(client, uid).await? {
-        delete(client, &lease).await?;
+    for lease in held {
+        delete(client, lease).await?;
         released.push(format!("IPLease {} ({})", lease.name_any(), lease.spec.address));
     }
     Ok(released)

@@ -14,6 +14,7 @@
 //! and needs no such read.
 
 pub mod leases;
+pub mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -146,13 +147,22 @@ fn seniority(holder: &LeaseHolder) -> (&str, &str, &str) {
 pub async fn addresses(context: &Context, wukong: &Wukong, valid: &ValidWukong) -> Result<Allocation, AddressesError> {
     let uid = wukong.uid().unwrap_or_default();
     let wants = wants(valid);
-    let cached: Vec<IPLease> =
+    let mut cached: Vec<IPLease> =
         context.stores.leases.state().iter().filter(|lease| lease.spec.holder.uid == uid).map(|lease| (**lease).clone()).collect();
-    // A cache that shows none may be behind our own creates (a restart): read the truth once before
-    // allocating from a pool. A static address needs no read: its lease has a fixed name, so creating it
+    // A static lease this operator just created and the cache does not show yet counts as held: no second create.
+    for (_, name) in wants.iter().filter_map(|want| want.fixed.as_ref()) {
+        if !cached.iter().any(|lease| lease.name_any() == *name)
+            && let Some(written) = context.recent.newest::<IPLease>(None, "", name)
+            && written.spec.holder.uid == uid
+        {
+            cached.push((*written).clone());
+        }
+    }
+    // A cache that shows no lease for a pool network may be behind our own creates (a restart): read the
+    // truth once before allocating from the pool. A static address needs no read: its lease has a fixed name, so creating it
     // again finds our own; a stale lease the spec dropped is released when the watch shows it.
-    let allocates = wants.iter().any(|want| want.fixed.is_none());
-    let own = if cached.is_empty() && allocates && !uid.is_empty() { leases::held_by(&context.client, &uid).await? } else { cached };
+    let allocates = wants.iter().any(|want| want.fixed.is_none() && !cached.iter().any(|lease| want.matches(lease)));
+    let own = if allocates && !uid.is_empty() { leases::held_by(&context.client, &uid).await? } else { cached };
     let holder = LeaseHolder {
         namespace: valid.namespace.clone(),
         name: valid.name.clone(),
@@ -210,6 +220,7 @@ async fn release(context: &Context, lease: &IPLease, instance: Option<&str>, rel
         (Some(running), None) => leases::mark(&context.client, lease, Some(running)).await,
         _ => {
             leases::delete(&context.client, lease).await?;
+            context.recent.forget::<IPLease>("", &lease.name_any());
             released.push(format!("IPLease {} ({})", lease.name_any(), lease.spec.address));
             Ok(())
         }
@@ -313,7 +324,10 @@ async fn lease_from_pool(
         };
         let lease = leases::lease(&pool_lease_name(&name, address), spec, Some(object));
         match leases::create(&context.client, &lease).await? {
-            Created::Won(_) => return Ok(Ok((address, Some(pool)))),
+            Created::Won(created) => {
+                context.recent.wrote(created);
+                return Ok(Ok((address, Some(pool))));
+            }
             Created::Taken(Some(existing)) if existing.spec.holder.uid == holder.uid && existing.spec.holder.network == holder.network => {
                 return Ok(Ok((address, Some(pool))));
             }
@@ -347,7 +361,10 @@ async fn lease_static(
     let lease = leases::lease(name, spec, pool.as_ref().map(|(object, _)| object));
     let pool = pool.map(|(_, pool)| pool);
     let existing = match leases::create(&context.client, &lease).await? {
-        Created::Won(_) => return Ok(Ok((address, pool))),
+        Created::Won(created) => {
+            context.recent.wrote(created);
+            return Ok(Ok((address, pool)));
+        }
         Created::Taken(None) => return Err(AddressesError::Contended { pool: name.to_string() }),
         Created::Taken(Some(existing)) => existing,
     };
@@ -372,7 +389,10 @@ async fn lease_static(
     // (and is refused on its next pass, which the lease watch brings).
     leases::delete(&context.client, &existing).await?;
     match leases::create(&context.client, &lease).await? {
-        Created::Won(_) => Ok(Ok((address, pool))),
+        Created::Won(created) => {
+            context.recent.wrote(created);
+            Ok(Ok((address, pool)))
+        }
         Created::Taken(_) => Err(AddressesError::Contended { pool: name.to_string() }),
     }
 }
