@@ -558,13 +558,27 @@ impl Used {
         if let Err(error) = harness.reconcile(namespace, name).await {
             panic!("reconcile of {namespace}/{name} failed: {error}");
         }
+        let requests = self.record(harness, &before);
+        requests.iter().any(|request| request.verb != "get" && request.verb != "list" && !request.path.contains("/events"))
+    }
+
+    /// One reconcile pass that fails (a fault injected), with its requests recorded.
+    async fn failing_pass(&mut self, harness: &Harness, namespace: &str, name: &str) {
+        let before = existing(&harness.api);
+        harness.api.clear_requests();
+        assert!(harness.reconcile(namespace, name).await.is_err(), "the pass of {namespace}/{name} fails");
+        self.record(harness, &before);
+    }
+
+    /// Records the accesses of the requests since they were last cleared; returns the requests.
+    fn record(&mut self, harness: &Harness, before: &BTreeSet<String>) -> Vec<Request> {
         let requests = harness.api.requests();
         for request in &requests {
-            for access in accesses(request, &before) {
+            for access in accesses(request, before) {
                 self.accesses.entry(access).or_insert_with(|| format!("{} {}", request.verb, request.path));
             }
         }
-        requests.iter().any(|request| request.verb != "get" && request.verb != "list" && !request.path.contains("/events"))
+        requests
     }
 
     /// One pass of the IPPool controller over pool `name`.
@@ -574,11 +588,7 @@ impl Used {
         if let Err(error) = harness.reconcile_pool(name).await {
             panic!("reconcile of IPPool {name} failed: {error}");
         }
-        for request in &harness.api.requests() {
-            for access in accesses(request, &before) {
-                self.accesses.entry(access).or_insert_with(|| format!("{} {}", request.verb, request.path));
-            }
-        }
+        self.record(harness, &before);
     }
 
     /// One sweep of leases whose Wukong is gone.
@@ -586,11 +596,7 @@ impl Used {
         let before = existing(&harness.api);
         harness.api.clear_requests();
         let released = harness.sweep().await;
-        for request in &harness.api.requests() {
-            for access in accesses(request, &before) {
-                self.accesses.entry(access).or_insert_with(|| format!("{} {}", request.verb, request.path));
-            }
-        }
+        self.record(harness, &before);
         released
     }
 
@@ -733,6 +739,14 @@ async fn lifecycle() -> BTreeMap<Access, String> {
     assert!(harness.api.get("v1", "persistentvolumeclaims", Some("prod"), "web-server-01-cache").is_none(), "the cache claim is removed");
     let finished = harness.api.get("kubevirt.io/v1", "virtualmachineinstancemigrations", Some("prod"), &migration);
     assert!(finished.is_none(), "the finished migration is removed");
+
+    // A failure that comes back after a recovery: its second Event extends the first one's series (a patch).
+    let password = |request: &Request| request.verb == "get" && request.path.ends_with("/secrets/admin-password");
+    for _ in 0..2 {
+        harness.api.fail_next(password, 500, "InternalError");
+        used.failing_pass(&harness, "telco", "dpdk-router").await;
+        used.converge(&harness, "telco", "dpdk-router").await;
+    }
 
     for (namespace, name) in [("prod", "web-server-01"), ("telco", "dpdk-router"), ("default", "restored-vm")] {
         harness.delete_wukong(namespace, name).await;

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::events::Recorder;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, Store};
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 

@@ -13,10 +13,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::events::{Event, EventType, Recorder};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::runtime::{reflector::ObjectRef, watcher};
 use kube::{Client, Resource, ResourceExt};
