@@ -119,16 +119,24 @@ pub async fn run_until(
     let (instances, instance_stream) = reflect::<VirtualMachineInstance>(&client, (), all(), trim_instance, &sync);
     let (storage_classes, class_stream) = reflect::<StorageClass>(&client, (), all(), keep_all, &sync);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
-    // Leases are cluster-scoped and not owned by their Wukong (addresses/leases.rs): watched here, beside the kinds.
-    let (pools, pool_stream) = reflect::<IPPool>(&client, (), all(), keep_all, &sync);
-    let (leases, lease_stream) = reflect::<IPLease>(&client, (), all().labels(&addresses::leases::cache_selector()), keep_all, &sync);
+    // Leases are cluster-scoped and not owned by their Wukong (addresses/leases.rs): watched here, beside the
+    // kinds, once for this controller and the pool controller.
+    let pool_watches = pools::watches(&client, &sync);
+    let (pools, leases) = (pool_watches.pools.clone(), pool_watches.leases.clone());
+    let (pool_stream, pool_controller_pools) = watches::fan_out(pool_watches.pool_stream);
+    let (lease_stream, pool_controller_leases) = watches::fan_out(pool_watches.lease_stream);
+    let pool_watches = pools::PoolWatches {
+        pools: pools.clone(),
+        pool_stream: pool_controller_pools,
+        leases: leases.clone(),
+        lease_stream: pool_controller_leases,
+    };
     let seen = recent.clone();
     let lease_stream = lease_stream.inspect(move |object| {
         if let Ok(object) = object {
             seen.seen(object);
         }
     });
-    let pool_watches = pools::watches(&client, &sync);
 
     let children_stores = Arc::new(OnceLock::new());
     let controller = Controller::for_stream(wukong_stream, wukongs.clone())

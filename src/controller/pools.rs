@@ -215,7 +215,8 @@ pub struct PoolWatches<P, L> {
     pub lease_stream: L,
 }
 
-/// Registers the pool controller's own watches (before any stream is polled).
+/// Registers the pool and lease watches (before any stream is polled); `controller::run_until` shares them with the
+/// Wukong controller.
 pub fn watches(
     client: &Client,
     health: &WatchHealth,

@@ -60,6 +60,30 @@ where
     (reader, stream)
 }
 
+/// One watch's objects for two consumers (the Wukong controller and the pool
+/// controller both react to pools and leases): a task forwards every object
+/// the watch yields to both streams, so the kind is watched and cached once.
+/// The task ends when both streams are dropped. The watch stream never yields
+/// an error (see [`super::reconnect`]); one would be dropped here.
+pub fn fan_out<K: Clone + Send + 'static>(
+    stream: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> (impl Stream<Item = Result<K, watcher::Error>> + Send + 'static, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) {
+    let (first, first_stream) = futures::channel::mpsc::unbounded();
+    let (second, second_stream) = futures::channel::mpsc::unbounded();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            let Ok(object) = item else { continue };
+            let first_gone = first.unbounded_send(object.clone()).is_err();
+            let second_gone = second.unbounded_send(object).is_err();
+            if first_gone && second_gone {
+                break;
+            }
+        }
+    });
+    (first_stream.map(Ok), second_stream.map(Ok))
+}
+
 /// Drops from a cached object what the operator never reads and what often doubles its size: managedFields and
 /// kubectl's last-applied-configuration.
 pub fn trim_metadata<K: Resource>(object: &mut K) {
@@ -118,6 +142,16 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting until {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn both_consumers_of_a_shared_watch_see_every_object() {
+        let source = futures::stream::iter(["a", "b", "c"].map(|name| Ok::<_, watcher::Error>(name.to_string())));
+        let (first, second) = super::fan_out(source);
+        let second: Vec<String> = second.map(|item| item.expect("no error")).collect().await;
+        assert_eq!(second, ["a", "b", "c"], "one consumer does not wait for the other");
+        let first: Vec<String> = first.map(|item| item.expect("no error")).collect().await;
+        assert_eq!(first, ["a", "b", "c"]);
     }
 
     #[tokio::test]
