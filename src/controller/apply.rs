@@ -19,7 +19,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
 use super::context::Context;
-use super::diff::is_applied;
+use super::diff::holds;
 use super::observe::Observed;
 use super::ownership::{DELETION_POLICY_ANNOTATION, RETAINED_FROM_ANNOTATION, cached, owned};
 use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
@@ -182,12 +182,10 @@ async fn ensure<K: ChildKind>(
     written: &mut Vec<String>,
 ) -> Result<Arc<K>, ApplyError> {
     let current = context.recent.newest(current, &desired.namespace().unwrap_or_default(), &desired.name_any());
-    if let Some(current) = current {
-        let wanted = serde_json::to_value(&desired).unwrap_or_default();
-        let present = serde_json::to_value(current.as_ref()).unwrap_or_default();
-        if is_applied(&wanted, &present) {
-            return Ok(current);
-        }
+    if let Some(current) = current
+        && holds(&desired, &current)
+    {
+        return Ok(current);
     }
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();

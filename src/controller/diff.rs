@@ -1,10 +1,23 @@
 //! Deciding whether an apply would change anything.
 //!
-//! In: the desired object and the cached one, as JSON. Out: whether every field
+//! In: the desired object and the cached one (as children or as JSON). Out: whether every field
 //! the operator sets already has its value, so the apply can be skipped and a
 //! converged Wukong costs no writes.
 
 use serde_json::Value;
+
+use crate::children::ChildKind;
+
+/// Whether `current` (a cached or just-written child, trimmed as the caches
+/// trim) already holds `desired`, compared trimmed the same way: a trim that
+/// keeps a fingerprint instead of a value (a Secret's data) applies to both.
+pub fn holds<K: ChildKind>(desired: &K, current: &K) -> bool {
+    let mut comparable = desired.clone();
+    comparable.trim();
+    let wanted = serde_json::to_value(&comparable).unwrap_or_default();
+    let present = serde_json::to_value(current).unwrap_or_default();
+    is_applied(&wanted, &present)
+}
 
 /// Whether `observed` already holds everything in `desired`. Objects may have
 /// extra keys (defaults, status, other managers' fields); arrays of objects are
