@@ -160,6 +160,21 @@ async fn a_removed_disk_deletes_its_claim() {
 }
 
 #[tokio::test]
+async fn a_disk_removed_before_any_status_was_written_still_deletes_its_claim() {
+    let harness = Harness::new();
+    harness.create(DATA_PVC);
+    harness.create_wukong(WEB);
+    // A first pass creates the children; no status is written yet (the next pass reports).
+    harness.reconcile("prod", "web-server-01").await.expect("first pass");
+    assert!(harness.wukong("prod", "web-server-01").expect("wukong").get("status").is_none_or(Value::is_null), "no status yet");
+    assert!(harness.api.get_typed::<PersistentVolumeClaim>(Some("prod"), "web-server-01-cache").is_some());
+    harness.edit_spec("prod", "web-server-01", |spec| remove_disk(spec, "cache"));
+    harness.sync();
+    harness.reconcile("prod", "web-server-01").await.expect("second pass");
+    assert!(harness.api.get_typed::<PersistentVolumeClaim>(Some("prod"), "web-server-01-cache").is_none(), "the orphan is found");
+}
+
+#[tokio::test]
 async fn a_removed_imported_disk_deletes_its_data_volume() {
     let harness = converged_web().await;
     harness.edit_spec("prod", "web-server-01", |spec| remove_disk(spec, "system"));

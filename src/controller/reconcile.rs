@@ -183,7 +183,12 @@ async fn steps(object: &GuardedWukong, context: &Context) -> Result<Action, Erro
     let observed = observed;
     // Children only become orphans when the spec changes: scan for them when the
     // generation moved since the last status (which a cut-short pass never wrote).
-    let scan_for_orphans = object.status().and_then(|status| status.observed_generation) != wukong.metadata.generation;
+    // Before any status, only a spec that changed since the creation can have left
+    // orphans: a new Wukong's passes skip the scan of every cache (O(fleet) each).
+    let scan_for_orphans = match object.status() {
+        Some(status) => status.observed_generation != wukong.metadata.generation,
+        None => wukong.metadata.generation.is_none_or(|generation| generation > 1),
+    };
     let mut applied = match apply(context, &valid, &plan, &inputs, &observed, scan_for_orphans).await {
         Ok(applied) => applied,
         Err(error) => return fail(context, object, &plan, &observed, Error::Apply(error)).await,
