@@ -391,13 +391,7 @@ async fn the_sweep_releases_leases_whose_wukong_is_gone_and_nothing_else() {
     assert!(addresses_of(&harness, "prod", "dropped").is_empty());
     assert_eq!(addresses_of(&harness, "prod", "kept"), ["192.168.100.20"]);
     // A holder the cache does not show yet, but the API server has, keeps its lease.
-    harness.api.insert(json!({
-        "apiVersion": "vm.novasphere.dev/v1alpha1", "kind": "IPLease",
-        "metadata": {"name": "fresh-lease", "creationTimestamp": "2026-11-22T08:00:00Z",
-                     "labels": {"app.kubernetes.io/managed-by": "wukong-operator"}},
-        "spec": {"segment": "vlan-100", "address": "192.168.100.22", "mode": "static",
-                 "holder": {"namespace": "prod", "name": "fresh", "uid": "prod-fresh-uid", "network": "mgmt", "creationTimestamp": "2026-11-22T09:00:00Z"}}
-    }));
+    harness.api.insert(common::fixtures::operator_lease("fresh-lease", "192.168.100.22", "fresh", "prod-fresh-uid"));
     harness.sync();
     harness.create_wukong(&wukong("prod", "fresh", "2026-11-22T09:00:00Z", "{mode: static, address: 192.168.100.22/24}"));
     assert!(harness.sweep().await.is_empty(), "a GET finds the holder: the stale cache releases nothing");

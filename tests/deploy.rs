@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use common::fake_api::{FakeApi, Request};
-use common::fixtures::DATA_PVC;
+use common::fixtures::{DATA_PVC, operator_lease};
 use common::harness::Harness;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
@@ -757,13 +757,7 @@ async fn lifecycle() -> BTreeMap<Access, String> {
 
     // The sweep: a lease whose Wukong went without its cleanup (the finalizer removed by hand) is released
     // once a GET confirms the holder is gone.
-    harness.api.insert(json!({
-        "apiVersion": "vm.novasphere.dev/v1alpha1", "kind": "IPLease",
-        "metadata": {"name": "vlan-100.192.168.100.99", "creationTimestamp": "2026-11-22T08:00:00Z",
-                     "labels": {"app.kubernetes.io/managed-by": "wukong-operator"}},
-        "spec": {"segment": "vlan-100", "address": "192.168.100.99", "mode": "static",
-                 "holder": {"namespace": "prod", "name": "gone", "uid": "gone-uid", "network": "mgmt", "creationTimestamp": "2026-11-22T08:00:00Z"}}
-    }));
+    harness.api.insert(operator_lease("vlan-100.192.168.100.99", "192.168.100.99", "gone", "gone-uid"));
     harness.sync();
     assert_eq!(used.sweep(&harness).await.len(), 1, "the lease of a gone Wukong is swept");
     let retained = harness.api.get("v1", "persistentvolumeclaims", Some("default"), "restored-vm-data");

@@ -32,3 +32,16 @@ spec:
     - {name: scratch, size: 10Gi}
     - {name: archive, size: 20Gi, deletionPolicy: Retain}
 "#;
+
+/// A static lease the operator made (by its label) an hour before the tests' clock, for a holder in `prod` on
+/// network `mgmt`: what the sweep looks at.
+pub fn operator_lease(name: &str, address: &str, holder: &str, holder_uid: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "vm.novasphere.dev/v1alpha1", "kind": "IPLease",
+        "metadata": {"name": name, "creationTimestamp": "2026-11-22T08:00:00Z",
+                     "labels": {"app.kubernetes.io/managed-by": "wukong-operator"}},
+        "spec": {"segment": "vlan-100", "address": address, "mode": "static",
+                 "holder": {"namespace": "prod", "name": holder, "uid": holder_uid, "network": "mgmt",
+                            "creationTimestamp": "2026-11-22T08:00:00Z"}}
+    })
+}
