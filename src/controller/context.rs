@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::events::Recorder;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
 use kube::runtime::reflector::{self, Store};
 use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::by_kind::ByKind;
+use super::events::Recorder;
 use crate::api::{GuardedWukong, IPLease, IPPool};
 use crate::children::ChildKind;
 

@@ -29,8 +29,7 @@ pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 
 /// One recently published Event.
 struct Published {
-    /// Its namespace and name, for the series patch.
-    namespace: String,
+    /// Its name, for the series patch (its namespace is the regarded object's, part of the key).
     name: String,
     /// How often it happened so far.
     count: i32,
@@ -86,13 +85,13 @@ impl Recorder {
         let repeat = {
             let mut published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
             published.retain(|_, entry| now.duration_since(entry.last) < SERIES_WINDOW);
-            published.get(&key).map(|entry| (entry.namespace.clone(), entry.name.clone(), entry.count + 1))
+            published.get(&key).map(|entry| (entry.name.clone(), entry.count + 1))
         };
-        if let Some((namespace, name, count)) = repeat {
+        if let Some((name, count)) = repeat {
             let patch = SeriesPatch { series: EventSeries { count, last_observed_time: MicroTime(Timestamp::now()) } };
             match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {
-                    self.remember(key, Published { namespace, name, count, last: now });
+                    self.remember(key, Published { name, count, last: now });
                     return Ok(());
                 }
                 // The Event expired (the API server keeps them an hour by default): a new one starts.
@@ -102,7 +101,7 @@ impl Recorder {
         }
         let created = api.create(&PostParams::default(), &self.event(event, regarding, &namespace)).await?;
         let name = created.metadata.name.unwrap_or_default();
-        self.remember(key, Published { namespace, name, count: 1, last: now });
+        self.remember(key, Published { name, count: 1, last: now });
         Ok(())
     }
 

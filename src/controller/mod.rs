@@ -37,7 +37,6 @@ pub mod watches;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use self::events::{Recorder, Reporter};
 use futures::StreamExt;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -50,6 +49,7 @@ use wukong_models::virtualmachineinstance::{VirtualMachineInstance, VirtualMachi
 
 use self::by_kind::ByKind;
 use self::context::{Context, Stores, system_clock};
+use self::events::{Recorder, Reporter};
 use self::health::Health;
 use self::recent::Recent;
 use self::reconnect::ReconnectBackoff;
@@ -110,12 +110,7 @@ pub async fn run_until(
     let all = watcher::Config::default;
     let recent = Arc::new(Recent::default());
     let (wukongs, wukong_stream) = reflect::<GuardedWukong>(&client, (), all(), keep_all, &sync);
-    let seen = recent.clone();
-    let wukong_stream = wukong_stream.inspect(move |object| {
-        if let Ok(object) = object {
-            seen.seen(object);
-        }
-    });
+    let wukong_stream = recent::forgetting_seen(wukong_stream, recent.clone());
     let (instances, instance_stream) = reflect::<VirtualMachineInstance>(&client, (), all(), trim_instance, &sync);
     let (storage_classes, class_stream) = reflect::<StorageClass>(&client, (), all(), keep_all, &sync);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
@@ -131,12 +126,7 @@ pub async fn run_until(
         leases: leases.clone(),
         lease_stream: pool_controller_leases,
     };
-    let seen = recent.clone();
-    let lease_stream = lease_stream.inspect(move |object| {
-        if let Ok(object) = object {
-            seen.seen(object);
-        }
-    });
+    let lease_stream = recent::forgetting_seen(lease_stream, recent.clone());
 
     let children_stores = Arc::new(OnceLock::new());
     let controller = Controller::for_stream(wukong_stream, wukongs.clone())

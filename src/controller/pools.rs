@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::events::{Event, EventType, Recorder};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -24,6 +23,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::context::Clock;
+use super::events::{Event, EventType, Recorder};
 use super::metrics::Metrics;
 use super::reconnect::ReconnectBackoff;
 use super::watch_health::WatchHealth;

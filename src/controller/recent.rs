@@ -54,6 +54,22 @@ impl Default for Recent {
     }
 }
 
+/// `stream` (a watch's objects), telling `recent` of every object it yields so that writes the watch delivered are
+/// forgotten.
+pub fn forgetting_seen<K, E>(
+    stream: impl futures::Stream<Item = Result<K, E>> + Send + 'static,
+    recent: Arc<Recent>,
+) -> impl futures::Stream<Item = Result<K, E>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>,
+{
+    futures::StreamExt::inspect(stream, move |object| {
+        if let Ok(object) = object {
+            recent.seen(object);
+        }
+    })
+}
+
 fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Key {
     (K::kind(&()).into_owned(), namespace.to_string(), name.to_string())
 }

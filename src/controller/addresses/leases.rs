@@ -115,6 +115,11 @@ pub async fn create(client: &Client, lease: &IPLease) -> Result<Created, LeaseEr
     }
 }
 
+/// Every lease the cache shows the Wukong with `uid` holding.
+pub fn cached_held_by(store: &kube::runtime::reflector::Store<IPLease>, uid: &str) -> Vec<IPLease> {
+    store.state().iter().filter(|lease| lease.spec.holder.uid == uid).map(|lease| (**lease).clone()).collect()
+}
+
 /// Every lease held by the Wukong with `uid`, read from the API server
 /// (a consistent read, not the cache).
 pub async fn held_by(client: &Client, uid: &str) -> Result<Vec<IPLease>, LeaseError> {

@@ -147,8 +147,7 @@ fn seniority(holder: &LeaseHolder) -> (&str, &str, &str) {
 pub async fn addresses(context: &Context, wukong: &Wukong, valid: &ValidWukong) -> Result<Allocation, AddressesError> {
     let uid = wukong.uid().unwrap_or_default();
     let wants = wants(valid);
-    let mut cached: Vec<IPLease> =
-        context.stores.leases.state().iter().filter(|lease| lease.spec.holder.uid == uid).map(|lease| (**lease).clone()).collect();
+    let mut cached = leases::cached_held_by(&context.stores.leases, &uid);
     // A static lease this operator just created and the cache does not show yet counts as held: no second create.
     for (_, name) in wants.iter().filter_map(|want| want.fixed.as_ref()) {
         if !cached.iter().any(|lease| lease.name_any() == *name)
@@ -159,8 +158,8 @@ pub async fn addresses(context: &Context, wukong: &Wukong, valid: &ValidWukong) 
         }
     }
     // A cache that shows no lease for a pool network may be behind our own creates (a restart): read the
-    // truth once before allocating from the pool. A static address needs no read: its lease has a fixed name, so creating it
-    // again finds our own; a stale lease the spec dropped is released when the watch shows it.
+    // truth once before allocating from the pool. A static address needs no read: its lease has a fixed
+    // name, so creating it again finds our own; a stale lease the spec dropped goes when the watch shows it.
     let allocates = wants.iter().any(|want| want.fixed.is_none() && !cached.iter().any(|lease| want.matches(lease)));
     let own = if allocates && !uid.is_empty() { leases::held_by(&context.client, &uid).await? } else { cached };
     let holder = LeaseHolder {
