@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Resource;
 use wukong_models::datavolume::DataVolume;
 use wukong_models::virtualmachine::VirtualMachine;
-use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::by_kind::ByKind;
 use super::context::Stores;
+use super::instances::CachedInstance;
 use super::ownership::{cached, is_controlled_by};
 use crate::api::{GuardedWukong, Wukong};
 use crate::children::plan::{Plan, Volume};
@@ -25,7 +25,7 @@ use crate::children::storage::references_claim;
 use crate::children::{ChildKind, EachKind, for_each_kind};
 
 /// The annotation marking the cluster's default StorageClass.
-const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 
 /// An existing claim a disk references, with what the cluster says about it.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub struct Observed {
     /// Its planned children that exist and that it controls: `Vec<Arc<K>>` per kind.
     pub children: ByKind,
     /// The VM's instance (none while the VM is not this Wukong's).
-    pub instance: Option<Arc<VirtualMachineInstance>>,
+    pub instance: Option<Arc<CachedInstance>>,
     /// The DataVolumes it controls under the name of one of its volumes,
     /// whatever kind the plan now gives that volume.
     pub volume_data_volumes: Vec<Arc<DataVolume>>,

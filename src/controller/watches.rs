@@ -14,12 +14,16 @@ use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::info;
 
+use super::checks::CLONE_GRANT_ANNOTATION;
+use super::observe::DEFAULT_CLASS_ANNOTATION;
 use super::reconnect::reconnecting;
 use super::watch_health::{WatchHealth, WatchReporter};
+use crate::children::meta::DELETION_POLICY_ANNOTATION;
+use crate::children::network::{NETWORKS_ANNOTATION, RESOURCE_NAME_ANNOTATION};
 
 /// Watches every object of one kind (all namespaces, filtered by `config`'s selectors), caching each after
 /// [`trim_metadata`] and `trim`. Register (call this for) every kind before polling any stream, so the caches count
@@ -84,12 +88,22 @@ pub fn fan_out<K: Clone + Send + 'static>(
     (first_stream.map(Ok), second_stream.map(Ok))
 }
 
+/// The annotations a step reads or a builder sets (and so compares): every other annotation is dropped from the
+/// caches. CDI, KubeVirt, the volume binder and kubectl annotate the objects the operator caches by the dozen
+/// (a bound import claim carries a dozen), which a cache of thousands would keep for nothing.
+const READ_ANNOTATIONS: &[&str] =
+    &[NETWORKS_ANNOTATION, RESOURCE_NAME_ANNOTATION, DELETION_POLICY_ANNOTATION, CLONE_GRANT_ANNOTATION, DEFAULT_CLASS_ANNOTATION];
+
 /// Drops from a cached object what the operator never reads and what often doubles its size: managedFields and
-/// kubectl's last-applied-configuration.
+/// every annotation but [`READ_ANNOTATIONS`] (kubectl's last-applied-configuration is a copy of the object).
 pub fn trim_metadata<K: Resource>(object: &mut K) {
-    object.managed_fields_mut().clear();
-    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    let metadata = object.meta_mut();
+    metadata.managed_fields = None;
+    if let Some(annotations) = metadata.annotations.as_mut() {
+        annotations.retain(|key, _| READ_ANNOTATIONS.contains(&key.as_str()));
+        if annotations.is_empty() {
+            metadata.annotations = None;
+        }
     }
 }
 
@@ -133,7 +147,8 @@ mod tests {
 
     fn config_map(name: &str) -> serde_json::Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "apps",
-               "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "kept": "yes"}}})
+               "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "cdi.kubevirt.io/storage.pod.phase": "Succeeded",
+                               "vm.novasphere.dev/deletion-policy": "Retain"}}})
     }
 
     async fn eventually(what: &str, check: impl Fn() -> bool) {
@@ -142,6 +157,16 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting until {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[test]
+    fn a_cached_object_keeps_no_annotation_map_when_none_is_read() {
+        let mut claim: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "import", "managedFields": [{"manager": "cdi"}],
+            "annotations": {"pv.kubernetes.io/bind-completed": "yes", "cdi.kubevirt.io/storage.import.endpoint": "http://images/root.img"}}}))
+        .expect("config map");
+        super::trim_metadata(&mut claim);
+        assert_eq!(claim.metadata.annotations, None, "no empty map is kept either");
+        assert_eq!(claim.metadata.managed_fields, None);
     }
 
     #[tokio::test]
@@ -171,7 +196,7 @@ mod tests {
         health.wait_synced().await;
         let cached = store.state();
         let annotations = cached[0].metadata.annotations.clone().unwrap_or_default();
-        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["kept"], "the last-applied annotation is trimmed");
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["vm.novasphere.dev/deletion-policy"], "only annotations a step reads are kept");
 
         fake.go_down();
         eventually("the watch reports its failure", || !health.failing_longer_than(Duration::ZERO, Instant::now()).is_empty()).await;
