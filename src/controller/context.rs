@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
 use kube::runtime::reflector::{self, Store};
-use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::by_kind::ByKind;
 use super::events::Recorder;
+use super::instances::CachedInstance;
 use crate::api::{GuardedWukong, IPLease, IPPool};
 use crate::children::ChildKind;
 
@@ -24,7 +24,7 @@ pub struct Stores {
     /// Every Wukong (guarded: one that does not read must not stall the others).
     pub wukongs: Store<GuardedWukong>,
     /// Every VirtualMachineInstance (labels and status only).
-    pub instances: Store<VirtualMachineInstance>,
+    pub instances: Store<CachedInstance>,
     /// Every StorageClass (for the volume binding mode).
     pub storage_classes: Store<StorageClass>,
     /// One `Store<K>` per registered child kind.

@@ -19,6 +19,7 @@ pub mod context;
 pub mod diff;
 pub mod events;
 pub mod health;
+pub mod instances;
 pub mod metrics;
 pub mod observe;
 pub mod operations;
@@ -45,19 +46,19 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::{Instrument, info, warn};
 use wukong_models::datavolume::DataVolume;
-use wukong_models::virtualmachineinstance::{VirtualMachineInstance, VirtualMachineInstanceStatus};
 
 use self::by_kind::ByKind;
 use self::context::{Context, Stores, system_clock};
 use self::events::{Recorder, Reporter};
 use self::health::Health;
+use self::instances::{CachedInstance, instance_owner};
 use self::recent::Recent;
 use self::reconnect::ReconnectBackoff;
 use self::status::pacing::Pacing;
 use self::watch_health::WatchHealth;
 use self::watches::reflect;
 use crate::api::{GuardedWukong, IPLease, IPPool};
-use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
+use crate::children::meta::MANAGER;
 use crate::children::{ChildKind, EachKind, for_each_kind};
 
 /// How the controller runs.
@@ -79,24 +80,6 @@ pub fn wukong_resource() -> kube::api::ApiResource {
 /// Keeps nothing extra.
 fn keep_all<K>(_: &mut K) {}
 
-/// A VMI is read for its labels and a few parts of its status only: its spec
-/// (a copy of the VM template) is not cached, nor the status parts no step
-/// reads (volume and guest-agent details, and the like). The operator never
-/// applies a VMI, so nothing compares against what is dropped.
-pub fn trim_instance(instance: &mut VirtualMachineInstance) {
-    instance.spec = Default::default();
-    if let Some(status) = instance.status.as_mut() {
-        *status = VirtualMachineInstanceStatus {
-            phase: status.phase.take(),
-            conditions: status.conditions.take(),
-            interfaces: status.interfaces.take(),
-            node_name: status.node_name.take(),
-            migration_state: status.migration_state.take(),
-            ..Default::default()
-        };
-    }
-}
-
 /// Runs the controller until a shutdown signal or until `stop` resolves,
 /// reporting readiness and metrics through `health`.
 pub async fn run_until(
@@ -111,7 +94,7 @@ pub async fn run_until(
     let recent = Arc::new(Recent::default());
     let (wukongs, wukong_stream) = reflect::<GuardedWukong>(&client, (), all(), keep_all, &sync);
     let wukong_stream = recent::forgetting_seen(wukong_stream, recent.clone());
-    let (instances, instance_stream) = reflect::<VirtualMachineInstance>(&client, (), all(), trim_instance, &sync);
+    let (instances, instance_stream) = reflect::<CachedInstance>(&client, (), all(), keep_all, &sync);
     let (storage_classes, class_stream) = reflect::<StorageClass>(&client, (), all(), keep_all, &sync);
     tokio::spawn(class_stream.for_each(|_| futures::future::ready(())));
     // Leases are cluster-scoped and not owned by their Wukong (addresses/leases.rs): watched here, beside the
@@ -130,7 +113,7 @@ pub async fn run_until(
 
     let children_stores = Arc::new(OnceLock::new());
     let controller = Controller::for_stream(wukong_stream, wukongs.clone())
-        .watches_stream(instance_stream, |instance: VirtualMachineInstance| instance_owner(&instance))
+        .watches_stream(instance_stream, |instance: CachedInstance| instance_owner(&instance))
         .watches_stream(pool_stream, {
             let wukongs = wukongs.clone();
             move |pool: IPPool| pool_users(&wukongs, &pool.name_any())
@@ -304,17 +287,6 @@ fn owners<K: ChildKind>(object: &K, wukongs: &Store<GuardedWukong>, stores: Opti
     referencing.iter().map(|wukong| ObjectRef::from_obj(wukong.as_ref())).collect()
 }
 
-/// The Wukong a VMI belongs to: KubeVirt copies the VM template's labels,
-/// which carry the Wukong's name.
-fn instance_owner(instance: &VirtualMachineInstance) -> Option<ObjectRef<GuardedWukong>> {
-    let labels = instance.metadata.labels.as_ref()?;
-    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGER) {
-        return None;
-    }
-    let name = labels.get(INSTANCE_LABEL)?;
-    Some(ObjectRef::new(name).within(&instance.namespace()?))
-}
-
 /// The span of one reconcile: the Wukong's namespace and name, and a trace id
 /// that every log line of the pass carries (unique per pass and process).
 fn reconcile_span(object: &GuardedWukong) -> tracing::Span {
@@ -364,30 +336,4 @@ fn error_policy(object: Arc<GuardedWukong>, error: &reconcile::Error, context: A
 pub fn backoff(attempts: u32) -> Duration {
     let seconds = 1u64.checked_shl(attempts.saturating_sub(1)).unwrap_or(u64::MAX).min(300);
     Duration::from_secs(seconds)
-}
-
-#[cfg(test)]
-mod tests {
-    use wukong_models::virtualmachineinstance::VirtualMachineInstance;
-
-    use super::trim_instance;
-
-    #[test]
-    fn an_instance_keeps_the_status_parts_that_are_read() {
-        let mut instance: VirtualMachineInstance = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web-vm", "namespace": "prod", "uid": "u1"},
-            "spec": {"domain": {"devices": {}}},
-            "status": {"phase": "Running", "nodeName": "node-a", "conditions": [{"type": "Ready", "status": "True"}],
-                       "interfaces": [{"name": "default", "ipAddress": "10.0.0.5"}],
-                       "migrationState": {"sourceNode": "node-a"},
-                       "volumeStatus": [{"name": "root", "target": "vda"}], "guestOSInfo": {"name": "Debian"}}
-        }))
-        .expect("instance");
-        trim_instance(&mut instance);
-        let status = instance.status.expect("status kept");
-        assert_eq!((status.phase.as_deref(), status.node_name.as_deref()), (Some("Running"), Some("node-a")));
-        assert!(status.conditions.is_some() && status.interfaces.is_some() && status.migration_state.is_some());
-        assert!(status.volume_status.is_none() && status.guest_os_info.is_none(), "the rest of the status goes");
-        assert_eq!(instance.metadata.uid.as_deref(), Some("u1"));
-    }
 }

@@ -23,10 +23,10 @@ use wukong::children::{ChildKind, EachKind, for_each_kind};
 use wukong::controller::by_kind::ByKind;
 use wukong::controller::context::{Context, Stores};
 use wukong::controller::events::{Recorder, Reporter};
+use wukong::controller::instances::CachedInstance;
 use wukong::controller::reconcile::{Error, reconcile};
 use wukong::controller::watches::trim_metadata;
-use wukong::controller::{trim_instance, wukong_resource};
-use wukong_models::virtualmachineinstance::VirtualMachineInstance;
+use wukong::controller::wukong_resource;
 
 use super::fake_api::{FakeApi, Request};
 use super::fixtures::{DATA_PVC, WEB};
@@ -37,7 +37,7 @@ type Refill = Box<dyn FnMut(&FakeApi) + Send>;
 /// The writers behind the controller's caches.
 struct Writers {
     wukongs: Writer<GuardedWukong>,
-    instances: Writer<VirtualMachineInstance>,
+    instances: Writer<CachedInstance>,
     storage_classes: Writer<StorageClass>,
     pools: Writer<IPPool>,
     leases: Writer<IPLease>,
@@ -161,8 +161,7 @@ impl Harness {
         let api = &self.api;
         let mut writers = self.writers.lock().expect("writers lock");
         refill(&mut writers.wukongs, typed(api, "vm.novasphere.dev/v1alpha1", "wukongs"));
-        let mut instances: Vec<VirtualMachineInstance> = typed(api, "kubevirt.io/v1", "virtualmachineinstances");
-        instances.iter_mut().for_each(trim_instance);
+        let instances: Vec<CachedInstance> = typed(api, "kubevirt.io/v1", "virtualmachineinstances");
         refill(&mut writers.instances, instances);
         refill(&mut writers.storage_classes, typed(api, "storage.k8s.io/v1", "storageclasses"));
         refill(&mut writers.pools, typed(api, "vm.novasphere.dev/v1alpha1", "ippools"));

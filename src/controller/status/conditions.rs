@@ -6,10 +6,9 @@
 //! (the caller stamps those). A transient failure sets only `Synced`; the
 //! others keep saying what the caches show.
 
-use wukong_models::virtualmachineinstance::VirtualMachineInstance;
-
 use super::{Failure, Inputs, types};
 use crate::api::{Condition, NetworkStatus, Phase, VolumeStatus};
+use crate::controller::instances::CachedInstance;
 
 /// Every condition, in a fixed order.
 pub fn conditions(inputs: &Inputs<'_>, phase: Phase, networks: &[NetworkStatus], volumes: &[VolumeStatus]) -> Vec<Condition> {
@@ -56,11 +55,11 @@ pub fn ready(inputs: &Inputs<'_>, phase: Phase) -> Condition {
     }
 }
 
-fn instance_phase(instance: &VirtualMachineInstance) -> String {
+fn instance_phase(instance: &CachedInstance) -> String {
     instance.status.as_ref().and_then(|status| status.phase.clone()).unwrap_or_else(|| "Pending".to_string())
 }
 
-fn instance_ready(instance: &VirtualMachineInstance) -> bool {
+fn instance_ready(instance: &CachedInstance) -> bool {
     let conditions = instance.status.as_ref().and_then(|status| status.conditions.as_ref());
     conditions.into_iter().flatten().any(|condition| condition.r#type == "Ready" && condition.status == "True")
 }

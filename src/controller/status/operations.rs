@@ -6,22 +6,22 @@
 //! acknowledges is only followed to its end, never started again; a removed
 //! token keeps the last status as it was.
 
-use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 use wukong_models::virtualmachineinstancemigration::VirtualMachineInstanceMigration;
 
 use super::Inputs;
 use crate::api::{MigrationStatus, OperationPhase, RestartStatus};
+use crate::controller::instances::CachedInstance;
 use crate::naming::migration_name;
 
 /// The UID of the instance when it runs (phase Running, not being deleted).
-pub fn running_uid(instance: Option<&VirtualMachineInstance>) -> Option<&str> {
+pub fn running_uid(instance: Option<&CachedInstance>) -> Option<&str> {
     let instance = instance?;
     let running = instance.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Running");
     (running && instance.metadata.deletion_timestamp.is_none()).then_some(instance.metadata.uid.as_deref()).flatten()
 }
 
 /// The instance's phase in words, for messages.
-fn instance_state(instance: Option<&VirtualMachineInstance>) -> String {
+fn instance_state(instance: Option<&CachedInstance>) -> String {
     match instance {
         None => "the VM has no running instance".to_string(),
         Some(instance) if instance.metadata.deletion_timestamp.is_some() => "the VM's instance is being deleted".to_string(),
@@ -103,7 +103,7 @@ pub fn restart(inputs: &Inputs<'_>) -> Option<RestartStatus> {
 
 /// Why KubeVirt says the instance cannot be live-migrated (its
 /// `LiveMigratable` condition is False), e.g. a ReadWriteOnce disk.
-fn not_migratable(instance: &VirtualMachineInstance) -> Option<String> {
+fn not_migratable(instance: &CachedInstance) -> Option<String> {
     let conditions = instance.status.as_ref().and_then(|status| status.conditions.as_ref())?;
     let condition = conditions.iter().find(|condition| condition.r#type == "LiveMigratable" && condition.status == "False")?;
     let reason = condition.reason.clone().unwrap_or_else(|| "NotMigratable".to_string());

@@ -4,19 +4,19 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 use wukong_models::virtualmachineinstancemigration::VirtualMachineInstanceMigration;
 
 use super::Inputs;
 use super::operations::{migration, restart};
 use crate::api::{MigrationStatus, OperationPhase, RestartStatus, RunStrategy, WukongSpec, WukongStatus};
 use crate::children::plan::Plan;
+use crate::controller::instances::CachedInstance;
 use crate::controller::observe::Observed;
 use crate::controller::operations::Performed;
 
 const NOW: &str = "2026-12-02T10:00:00Z";
 
-fn instance(uid: &str, phase: &str, extra: Value) -> Arc<VirtualMachineInstance> {
+fn instance(uid: &str, phase: &str, extra: Value) -> Arc<CachedInstance> {
     let mut status = json!({"phase": phase, "nodeName": "node-a"});
     if let (Some(status), Some(extra)) = (status.as_object_mut(), extra.as_object()) {
         status.extend(extra.clone());
@@ -64,7 +64,7 @@ fn restart_status(phase: OperationPhase, old: Option<&str>) -> RestartStatus {
 fn restart_follows_the_token_and_the_instance() {
     let spec = WukongSpec { restart_requested_at: Some("t1".to_string()), ..WukongSpec::default() };
     let sent = Performed { restart: Some("sent".to_string()) };
-    type Case = (&'static str, Option<RestartStatus>, Option<Arc<VirtualMachineInstance>>, Performed, Option<(OperationPhase, bool)>);
+    type Case = (&'static str, Option<RestartStatus>, Option<Arc<CachedInstance>>, Performed, Option<(OperationPhase, bool)>);
     let cases: Vec<Case> = vec![
         (
             "new token, running",
@@ -159,13 +159,8 @@ fn migration_is_acknowledged_skipped_or_mirrored() {
     let refused =
         json!({"conditions": [{"type": "LiveMigratable", "status": "False", "reason": "DisksNotLiveMigratable", "message": "RWO"}]});
     let state = json!({"migrationState": {"migrationUid": "m-1", "sourceNode": "node-a", "targetNode": "node-b"}});
-    type Case = (
-        &'static str,
-        Option<MigrationStatus>,
-        Option<Arc<VirtualMachineInstance>>,
-        Option<&'static str>,
-        (&'static str, Option<&'static str>),
-    );
+    type Case =
+        (&'static str, Option<MigrationStatus>, Option<Arc<CachedInstance>>, Option<&'static str>, (&'static str, Option<&'static str>));
     let cases: Vec<Case> = vec![
         ("new token, migratable", None, Some(instance("u1", "Running", json!({}))), None, ("Pending", Some("migration requested"))),
         ("new token, not running", None, None, None, ("Skipped", Some("not migrated: the VM has no running instance"))),

@@ -6,11 +6,11 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::{Value, json};
 use wukong_models::network_attachment_definition::NetworkAttachmentDefinition;
 use wukong_models::virtualmachine::VirtualMachine;
-use wukong_models::virtualmachineinstance::VirtualMachineInstance;
 
 use super::{Failure, Inputs, compute, types};
 use crate::api::{Condition, Phase, RunStrategy, Wukong, WukongStatus};
 use crate::children::plan::{Plan, plan};
+use crate::controller::instances::CachedInstance;
 use crate::controller::observe::Observed;
 use crate::validate::validate;
 
@@ -45,7 +45,7 @@ fn vm(conditions: Value) -> Arc<VirtualMachine> {
     }))
 }
 
-fn instance(phase: &str, ready: bool) -> Arc<VirtualMachineInstance> {
+fn instance(phase: &str, ready: bool) -> Arc<CachedInstance> {
     object(json!({
         "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
         "metadata": {"name": "web-vm", "namespace": "prod"},
@@ -69,7 +69,7 @@ fn claim(phase: &str) -> Arc<PersistentVolumeClaim> {
 #[derive(Default)]
 struct Seen {
     vm: Option<Arc<VirtualMachine>>,
-    instance: Option<Arc<VirtualMachineInstance>>,
+    instance: Option<Arc<CachedInstance>>,
     attachment: bool,
     claim: Option<Arc<PersistentVolumeClaim>>,
     waits: bool,
