@@ -166,6 +166,7 @@ pub async fn run_until(
     let pool_controller = tokio::spawn(pools::run(pool_watches, pool_context));
     let sweep = tokio::spawn(addresses::sweep::run(context.clone(), sync.clone()));
     let metrics = health.metrics.clone();
+    let failures = context.failures.clone();
     info!(concurrency = settings.concurrency, "starting the Wukong controller");
     controller
         .with_config(ControllerConfig::default().concurrency(settings.concurrency).debounce(settings.debounce))
@@ -191,8 +192,12 @@ pub async fn run_until(
         )
         .for_each(|result| {
             match result {
-                // A Wukong deleted while its reconcile was queued: nothing to do.
-                Err(kube::runtime::controller::Error::ObjectNotFound(reference)) => tracing::debug!(%reference, "the Wukong is gone"),
+                // A Wukong deleted while its reconcile was queued (a failing one's retry, say): nothing to do but
+                // forget its failures, which no successful pass will.
+                Err(kube::runtime::controller::Error::ObjectNotFound(reference)) => {
+                    tracing::debug!(%reference, "the Wukong is gone");
+                    forget_failures(&failures, reference.namespace.as_deref(), &reference.name);
+                }
                 Err(error) => warn!(%error, "reconcile failed"),
                 Ok(_) => {}
             }
@@ -315,6 +320,13 @@ async fn reconcile_tracked(object: Arc<GuardedWukong>, context: Arc<Context>, sy
     result
 }
 
+/// Forgets the failure count of a Wukong that is gone.
+fn forget_failures(failures: &std::sync::Mutex<std::collections::HashMap<String, u32>>, namespace: Option<&str>, name: &str) {
+    if let Ok(mut failures) = failures.lock() {
+        failures.remove(&format!("{}/{name}", namespace.unwrap_or_default()));
+    }
+}
+
 /// Retries a failed reconcile with exponential backoff per Wukong: 1 s, 2 s,
 /// 4 s, ... up to 5 minutes.
 fn error_policy(object: Arc<GuardedWukong>, error: &reconcile::Error, context: Arc<Context>) -> Action {
@@ -336,4 +348,19 @@ fn error_policy(object: Arc<GuardedWukong>, error: &reconcile::Error, context: A
 pub fn backoff(attempts: u32) -> Duration {
     let seconds = 1u64.checked_shl(attempts.saturating_sub(1)).unwrap_or(u64::MAX).min(300);
     Duration::from_secs(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::forget_failures;
+
+    #[test]
+    fn a_gone_wukong_leaves_no_failure_count_behind() {
+        let failures = Mutex::new(HashMap::from([("prod/web".to_string(), 3), ("prod/db".to_string(), 1)]));
+        forget_failures(&failures, Some("prod"), "web");
+        assert_eq!(failures.lock().map(|failures| failures.keys().cloned().collect::<Vec<_>>()).ok(), Some(vec!["prod/db".to_string()]));
+    }
 }
