@@ -6,12 +6,14 @@
 //! the operator's writes per Wukong by what they touched, the stand-in's
 //! writes, reads, idle writes, peak operator memory, delete time and
 //! leftovers, and the floors (a plain client doing as many writes and
-//! deletes) with the ratios to them.
+//! deletes) with the ratios to them, and, when the control plane runs on
+//! this machine, its CPU during the converge and during the floor.
 //!
 //! A crate of its own so that the shipped `wukong` binary carries none of it
 //! (nor the in-memory API server of `--in-memory`).
 
 pub mod count;
+pub mod cpu;
 pub mod fake_kubevirt;
 pub mod floor;
 pub mod objects;

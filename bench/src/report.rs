@@ -86,6 +86,17 @@ pub struct Report {
     pub delete_floor_seconds: f64,
     /// `delete_seconds / delete_floor_seconds`.
     pub delete_ratio: Option<f64>,
+    /// CPU-seconds kube-apiserver and etcd used from the first create to the converge (when they run on this
+    /// machine; `None` otherwise).
+    pub control_plane_cpu_seconds: Option<f64>,
+    /// Cores this machine left idle during the converge, on average (near 0: saturated).
+    pub idle_cores: Option<f64>,
+    /// CPU-seconds kube-apiserver and etcd used for the floor's creates.
+    pub floor_control_plane_cpu_seconds: Option<f64>,
+    /// `control_plane_cpu_seconds / floor_control_plane_cpu_seconds`: how much more work the run's requests were
+    /// to the control plane than the floor's creates. On a saturated machine `ratio` cannot fall below it,
+    /// however the operator paces its writes; `ratio` near it means the run went at the control plane's pace.
+    pub work_ratio: Option<f64>,
 }
 
 /// `seconds / floor`, when the floor took any time.
@@ -149,6 +160,17 @@ impl Report {
                     self.delete_claims,
                     ratio(self.delete_ratio)
                 ),
+            ),
+            (
+                "control plane CPU",
+                match (self.control_plane_cpu_seconds, self.floor_control_plane_cpu_seconds) {
+                    (Some(run), Some(floor)) => format!(
+                        "{run:.1} s to converge ({} cores idle), {floor:.1} s for the floor (work ratio {})",
+                        self.idle_cores.map_or_else(|| "-".to_string(), |idle| format!("{idle:.2}")),
+                        ratio(self.work_ratio)
+                    ),
+                    _ => "- (not on this machine)".to_string(),
+                },
             ),
             ("leftover children", self.leftover_children.to_string()),
             ("unconverged", self.unconverged.to_string()),

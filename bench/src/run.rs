@@ -10,7 +10,8 @@
 //! stand-in's requests up to its last write; check every child exists; delete
 //! everything and wait until nothing is left; time the floors, a plain
 //! parallel client creating as many objects as the run wrote and deleting as
-//! many as its delete removed.
+//! many as its delete removed; and, when the control plane runs on this
+//! machine, read its CPU during the converge and during the floor's creates.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -248,6 +249,8 @@ async fn measure(
     let watch = tokio::spawn(watch_convergence(client.clone(), namespace.to_string(), expected, converged.clone()));
     let stand_in_before = start.stand_in.map(RequestCounter::sample).unwrap_or_default();
 
+    // In memory, a control plane on this machine is not the one measured.
+    let control_plane = (!options.in_memory).then(crate::cpu::Recorder::start);
     let started = Instant::now();
     let created = create_all(&client, options, namespace).await?;
     let quiet =
@@ -260,7 +263,9 @@ async fn measure(
         .filter_map(|(name, created_at)| done.get(name).map(|at| at.saturating_duration_since(*created_at).as_secs_f64()))
         .collect();
     let statuses_done = done.values().max().copied().unwrap_or(started);
-    let converge_seconds = settled.last_write.max(statuses_done).saturating_duration_since(started).as_secs_f64();
+    let converged_at = settled.last_write.max(statuses_done);
+    let converge_seconds = converged_at.saturating_duration_since(started).as_secs_f64();
+    let converge_cpu = control_plane.as_ref().and_then(|recorder| recorder.between(started, converged_at));
     let after = &settled.operator;
     let count = created.len().max(1) as f64;
     let writes = WriteSplit::between(start.operator, after, &child_plurals());
@@ -283,7 +288,12 @@ async fn measure(
     let floor_writes = (writes.total() + stand_in_writes).round() as usize;
     let work =
         FloorWork { writes: floor_writes, deletes: delete_objects, claims: delete_claims, object_bytes, parallelism: options.parallelism };
+    let floor_started = Instant::now();
     let floors = crate::floor::measure(&client, namespace, work).await?;
+    let floor_ended = floor_started + Duration::from_secs_f64(floors.create_seconds);
+    let floor_cpu = control_plane.as_ref().and_then(|recorder| recorder.between(floor_started, floor_ended));
+    let control_plane_cpu_seconds = converge_cpu.map(|cpu| cpu.control_plane);
+    let floor_control_plane_cpu_seconds = floor_cpu.map(|cpu| cpu.control_plane);
     Ok(Report {
         count: created.len(),
         converge_seconds,
@@ -313,6 +323,10 @@ async fn measure(
         delete_claims,
         delete_floor_seconds: floors.delete_seconds,
         delete_ratio: ratio(delete_seconds, floors.delete_seconds),
+        control_plane_cpu_seconds,
+        idle_cores: converge_cpu.and_then(|cpu| (converge_seconds > 0.0).then(|| cpu.idle / converge_seconds)),
+        floor_control_plane_cpu_seconds,
+        work_ratio: control_plane_cpu_seconds.zip(floor_control_plane_cpu_seconds).and_then(|(run, floor)| ratio(run, floor)),
     })
 }
 
