@@ -446,7 +446,7 @@ fn watched<K: Resource<DynamicType = ()> + Clone + 'static>(_store: &Store<K>) -
 /// (destructured without `..`, so a new one fails to compile here until it is
 /// listed) and every registered child kind.
 fn watched_resources(stores: &Stores) -> BTreeSet<(String, String)> {
-    let Stores { wukongs: _, instances, storage_classes, children: _, pools, leases } = stores;
+    let Stores { wukongs: _, instances, storage_classes, children: _, pools, leases, lease_holders: _ } = stores;
     let wukong = wukong_resource();
     let mut resources =
         BTreeSet::from([(wukong.group, wukong.plural), watched(instances), watched(storage_classes), watched(pools), watched(leases)]);

@@ -21,7 +21,7 @@ use kube::{Client, ResourceExt};
 use super::context::Context;
 use super::diff::holds;
 use super::observe::Observed;
-use super::ownership::{DELETION_POLICY_ANNOTATION, RETAINED_FROM_ANNOTATION, cached, owned};
+use super::ownership::{DELETION_POLICY_ANNOTATION, RETAINED_FROM_ANNOTATION, cached};
 use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
 use crate::children::plan::{Plan, Volume};
 use crate::children::{BuildInputs, ChildKind, EachKind, for_each_kind};
@@ -261,7 +261,10 @@ pub(super) struct RemoveKinds<'a> {
 impl<'a> EachKind for RemoveKinds<'a> {
     fn kind<K: ChildKind>(&mut self) {
         let plan = self.plan;
-        let unwanted: Vec<Arc<K>> = owned(&self.context.stores.of::<K>(), self.namespace, self.uid)
+        let unwanted: Vec<Arc<K>> = self
+            .context
+            .stores
+            .owned::<K>(self.namespace, self.uid)
             .into_iter()
             .filter(|object| plan.is_none_or(|plan| !plan.wants::<K>(&object.name_any())))
             .collect();

@@ -112,7 +112,7 @@ pub async fn cleanup(context: &Context, wukong: &GuardedWukong) -> Result<(Clean
         cleaned.changes.released.extend(outcome.changes.released);
     }
     // The VM is gone: nothing uses its addresses any more.
-    let held = super::addresses::leases::cached_held_by(&stores.leases, &uid);
+    let held = super::addresses::leases::cached_held_by(stores, &uid);
     let released = super::addresses::leases::release_all(&context.client, &held).await?;
     cleaned.changes.deleted.extend(released);
     remove_finalizer(context, wukong).await?;

@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 
 use super::by_kind::ByKind;
 use super::events::Recorder;
+use super::index::Index;
 use super::instances::CachedInstance;
+use super::ownership;
 use crate::api::{GuardedWukong, IPLease, IPPool};
 use crate::children::ChildKind;
 
@@ -33,6 +35,8 @@ pub struct Stores {
     pub pools: Store<IPPool>,
     /// The operator's IPLeases.
     pub leases: Store<IPLease>,
+    /// The leases' index by their holder's UID.
+    pub lease_holders: Index<IPLease>,
 }
 
 impl Stores {
@@ -40,6 +44,32 @@ impl Stores {
     pub fn of<K: ChildKind>(&self) -> Store<K> {
         self.children.get::<Store<K>>().cloned().unwrap_or_else(|| reflector::store().0)
     }
+
+    /// Every cached object of child kind `K` in `namespace` controlled by the Wukong with `uid`, found through the
+    /// kind's owner index (registered beside its cache), or by a scan of the cache when it has none.
+    pub fn owned<K: ChildKind>(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
+        let store = self.of::<K>();
+        let Some(index) = self.children.get::<Index<K>>() else { return ownership::owned(&store, namespace, uid) };
+        let names = index.names(uid).into_iter().filter(|(indexed, _)| indexed == namespace);
+        let found = names.filter_map(|(namespace, name)| store.get(&ObjectRef::new(&name).within(&namespace)));
+        found.filter(|object| ownership::is_controlled_by(object.as_ref(), uid)).collect()
+    }
+
+    /// Every cached lease the Wukong with `uid` holds.
+    pub fn leases_held_by(&self, uid: &str) -> Vec<Arc<IPLease>> {
+        let found = self.lease_holders.names(uid).into_iter().filter_map(|(_, name)| self.leases.get(&ObjectRef::new(&name)));
+        found.filter(|lease| !uid.is_empty() && lease.spec.holder.uid == uid).collect()
+    }
+}
+
+/// The key of a child in its kind's owner index: its controller's UID.
+pub fn owner_key<K: kube::Resource>(object: &K) -> Option<String> {
+    ownership::controller_uid(object).map(str::to_string)
+}
+
+/// The key of a lease in the holder index: its holder's UID.
+pub fn holder_key(lease: &IPLease) -> Option<String> {
+    Some(lease.spec.holder.uid.clone())
 }
 
 /// Returns the current time as RFC 3339; replaced by a fixed clock in tests.

@@ -19,6 +19,7 @@ pub mod context;
 pub mod diff;
 pub mod events;
 pub mod health;
+pub mod index;
 pub mod instances;
 pub mod metrics;
 pub mod observe;
@@ -48,15 +49,16 @@ use tracing::{Instrument, info, warn};
 use wukong_models::datavolume::DataVolume;
 
 use self::by_kind::ByKind;
-use self::context::{Context, Stores, system_clock};
+use self::context::{Context, Stores, owner_key, system_clock};
 use self::events::{Recorder, Reporter};
 use self::health::Health;
+use self::index::Index;
 use self::instances::{CachedInstance, instance_owner};
 use self::recent::Recent;
 use self::reconnect::ReconnectBackoff;
 use self::status::pacing::Pacing;
 use self::watch_health::WatchHealth;
-use self::watches::reflect;
+use self::watches::{reflect, reflect_indexed};
 use crate::api::{GuardedWukong, IPLease, IPPool};
 use crate::children::meta::MANAGER;
 use crate::children::{ChildKind, EachKind, for_each_kind};
@@ -100,13 +102,14 @@ pub async fn run_until(
     // Leases are cluster-scoped and not owned by their Wukong (addresses/leases.rs): watched here, beside the
     // kinds, once for this controller and the pool controller.
     let pool_watches = pools::watches(&client, &sync);
-    let (pools, leases) = (pool_watches.pools.clone(), pool_watches.leases.clone());
+    let (pools, leases, lease_holders) = (pool_watches.pools.clone(), pool_watches.leases.clone(), pool_watches.lease_holders.clone());
     let (pool_stream, pool_controller_pools) = watches::fan_out(pool_watches.pool_stream);
     let (lease_stream, pool_controller_leases) = watches::fan_out(pool_watches.lease_stream);
     let pool_watches = pools::PoolWatches {
         pools: pools.clone(),
         pool_stream: pool_controller_pools,
         leases: leases.clone(),
+        lease_holders: lease_holders.clone(),
         lease_stream: pool_controller_leases,
     };
     let lease_stream = recent::forgetting_seen(lease_stream, recent.clone());
@@ -135,7 +138,7 @@ pub async fn run_until(
     let _ = children_stores.set(watches.stores.clone());
     let Some(controller) = watches.controller else { return };
 
-    let stores = Stores { wukongs: wukongs.clone(), instances, storage_classes, children: watches.stores, pools, leases };
+    let stores = Stores { wukongs: wukongs.clone(), instances, storage_classes, children: watches.stores, pools, leases, lease_holders };
     let reporter = Reporter { controller: MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
     let context = Arc::new(Context {
         client: client.clone(),
@@ -253,8 +256,10 @@ impl EachKind for ChildWatches<'_> {
         if let Some(selector) = K::cache_selector() {
             config = config.labels(&selector);
         }
-        let (store, stream) = reflect::<K>(&self.client, (), config, K::trim, self.health);
+        let index = Index::new(owner_key::<K>);
+        let (store, stream) = reflect_indexed::<K>(&self.client, (), config, K::trim, self.health, Some(index.clone()));
         self.stores.insert(store);
+        self.stores.insert(index);
         let (wukongs, all, recent) = (self.wukongs.clone(), self.all.clone(), self.recent.clone());
         self.controller = self.controller.take().map(|controller| {
             controller.watches_stream(stream, move |object: K| {

@@ -123,7 +123,7 @@ pub fn observe(stores: &Stores, wukong: &Wukong, plan: &Plan) -> Observed {
     let mut children = Children { stores, plan, uid: &uid, observed: Observed::default() };
     for_each_kind(&mut children);
     let mut observed = children.observed;
-    observed.leased = super::addresses::cached_addresses(&stores.leases, &uid);
+    observed.leased = super::addresses::cached_addresses(stores, &uid);
     // Only the instance of a VM this Wukong controls describes it: a VM that
     // merely has the name belongs to someone else (a name conflict).
     observed.instance = observed.virtual_machine().and_then(|_| cached(&stores.instances, &plan.namespace, &plan.virtual_machine));

@@ -22,12 +22,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use tracing::warn;
 
-use super::context::Clock;
+use super::context::{Clock, holder_key};
 use super::events::{Event, EventType, Recorder};
+use super::index::Index;
 use super::metrics::Metrics;
 use super::reconnect::ReconnectBackoff;
 use super::watch_health::WatchHealth;
-use super::watches::reflect;
+use super::watches::{reflect, reflect_indexed};
 use crate::addresses::{self, saturating_i64};
 use crate::api::{Condition, IPLease, IPPool, IPPoolStatus};
 use crate::children::meta::MANAGER;
@@ -211,6 +212,8 @@ pub struct PoolWatches<P, L> {
     pub pool_stream: P,
     /// The lease cache.
     pub leases: Store<IPLease>,
+    /// The leases' index by their holder's UID.
+    pub lease_holders: Index<IPLease>,
     /// The leases' trigger stream.
     pub lease_stream: L,
 }
@@ -226,8 +229,10 @@ pub fn watches(
 > {
     let (pools, pool_stream) = reflect::<IPPool>(client, (), watcher::Config::default(), |_| {}, health);
     let selector = super::addresses::leases::cache_selector();
-    let (leases, lease_stream) = reflect::<IPLease>(client, (), watcher::Config::default().labels(&selector), |_| {}, health);
-    PoolWatches { pools, pool_stream, leases, lease_stream }
+    let lease_holders = Index::new(holder_key);
+    let config = watcher::Config::default().labels(&selector);
+    let (leases, lease_stream) = reflect_indexed::<IPLease>(client, (), config, |_| {}, health, Some(lease_holders.clone()));
+    PoolWatches { pools, pool_stream, leases, lease_holders, lease_stream }
 }
 
 /// Runs the pool controller (until its task is aborted).

@@ -5,7 +5,8 @@
 //! config, a trim function, and the shared [`WatchHealth`]. Out: from [`reflect`], the kind's reflector `Store` and a
 //! stream of the objects its events touch, for `Controller::for_stream_with`, `owns_stream_with` or
 //! `watches_stream_with`. The stream never yields an error (see [`super::reconnect`]); the watch's health (cache
-//! filled, failing since when and why) goes to the [`WatchHealth`] under the kind's name.
+//! filled, failing since when and why) goes to the [`WatchHealth`] under the kind's name. [`reflect_indexed`] also
+//! keeps an [`Index`] of the cache in step.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -19,6 +20,7 @@ use serde::de::DeserializeOwned;
 use tracing::info;
 
 use super::checks::CLONE_GRANT_ANNOTATION;
+use super::index::Index;
 use super::observe::DEFAULT_CLASS_ANNOTATION;
 use super::reconnect::reconnecting;
 use super::watch_health::{WatchHealth, WatchReporter};
@@ -39,6 +41,22 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Clone + Eq + Hash + Send + Sync + 'static,
 {
+    reflect_indexed(client, kind, config, trim, health, None)
+}
+
+/// [`reflect`], keeping `index` in step with the cache: each event is applied to it right after the store.
+pub fn reflect_indexed<K>(
+    client: &Client,
+    kind: K::DynamicType,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    health: &WatchHealth,
+    index: Option<Index<K>>,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + Hash + Send + Sync + 'static,
+{
     let reporter = health.register(&K::kind(&kind));
     let api: Api<K> = Api::all_with(observed(client, reporter.clone()), &kind);
     let config = config.any_semantic();
@@ -54,6 +72,11 @@ where
     };
     let listed = reporter.clone();
     let stream = reflector::reflector(writer, reconnecting(watch, reporter))
+        .inspect(move |event| {
+            if let (Some(index), Ok(event)) = (&index, event) {
+                index.apply(event);
+            }
+        })
         .inspect(move |event| {
             // After the reflector, so the store has applied the complete list.
             if matches!(event, Ok(watcher::Event::InitDone)) {

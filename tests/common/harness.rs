@@ -21,8 +21,9 @@ use wukong::api::{GuardedWukong, IPLease, IPPool};
 use wukong::children::meta::{MANAGED_BY_LABEL, MANAGER};
 use wukong::children::{ChildKind, EachKind, for_each_kind};
 use wukong::controller::by_kind::ByKind;
-use wukong::controller::context::{Context, Stores};
+use wukong::controller::context::{Context, Stores, holder_key, owner_key};
 use wukong::controller::events::{Recorder, Reporter};
+use wukong::controller::index::Index;
 use wukong::controller::instances::CachedInstance;
 use wukong::controller::reconcile::{Error, reconcile};
 use wukong::controller::watches::trim_metadata;
@@ -60,11 +61,24 @@ where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for object in objects {
-        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    refill_indexed(writer, None, objects);
+}
+
+/// Refills a cache, and its index as the controller's watch keeps it.
+fn refill_indexed<K>(writer: &mut Writer<K>, index: Option<&Index<K>>, objects: Vec<K>)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let events = std::iter::once(watcher::Event::Init)
+        .chain(objects.into_iter().map(watcher::Event::InitApply))
+        .chain(std::iter::once(watcher::Event::InitDone));
+    for event in events {
+        writer.apply_watcher_event(&event);
+        if let Some(index) = index {
+            index.apply(&event);
+        }
     }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
 }
 
 fn typed<K: DeserializeOwned>(api: &FakeApi, api_version: &str, plural: &str) -> Vec<K> {
@@ -80,7 +94,9 @@ struct ChildCaches {
 impl EachKind for ChildCaches {
     fn kind<K: ChildKind>(&mut self) {
         let (store, mut writer): (Store<K>, Writer<K>) = reflector::store();
+        let index = Index::new(owner_key::<K>);
         self.stores.insert(store);
+        self.stores.insert(index.clone());
         self.refills.push(Box::new(move |api: &FakeApi| {
             let objects: Vec<K> = typed(api, &K::api_version(&()), &K::plural(&()));
             // The caches hold what the controller's watch selects, trimmed as the watch trims it.
@@ -93,7 +109,7 @@ impl EachKind for ChildCaches {
                     object
                 })
                 .collect();
-            refill(&mut writer, selected);
+            refill_indexed(&mut writer, Some(&index), selected);
         }));
     }
 }
@@ -124,7 +140,8 @@ impl Harness {
         let (leases, lease_writer) = reflector::store();
         let mut caches = ChildCaches { stores: ByKind::default(), refills: Vec::new() };
         for_each_kind(&mut caches);
-        let stores = Stores { wukongs, instances, storage_classes, children: caches.stores, pools, leases };
+        let lease_holders = Index::new(holder_key);
+        let stores = Stores { wukongs, instances, storage_classes, children: caches.stores, pools, leases, lease_holders };
         let clock = Arc::new(Mutex::new("2026-11-22T10:00:00Z".to_string()));
         let clock_reader = clock.clone();
         let context = Arc::new(Context {
@@ -170,7 +187,7 @@ impl Harness {
         let managed = |lease: &IPLease| {
             lease.metadata.labels.as_ref().and_then(|labels| labels.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGER)
         };
-        refill(&mut writers.leases, leases.into_iter().filter(managed).collect());
+        refill_indexed(&mut writers.leases, Some(&self.context.stores.lease_holders), leases.into_iter().filter(managed).collect());
         for child in &mut writers.children {
             child(api);
         }

@@ -22,6 +22,7 @@ use crate::addresses::names::label_value;
 use crate::api::{GROUP, IPLease, IPLeaseSpec, IPPool};
 use crate::children::Permission;
 use crate::children::meta::{MANAGED_BY_LABEL, MANAGER};
+use crate::controller::context::Stores;
 
 /// Label: the pool of a lease (a label value, hashed when the name is not one).
 pub const POOL_LABEL: &str = "vm.novasphere.dev/pool";
@@ -116,8 +117,8 @@ pub async fn create(client: &Client, lease: &IPLease) -> Result<Created, LeaseEr
 }
 
 /// Every lease the cache shows the Wukong with `uid` holding.
-pub fn cached_held_by(store: &kube::runtime::reflector::Store<IPLease>, uid: &str) -> Vec<IPLease> {
-    store.state().iter().filter(|lease| lease.spec.holder.uid == uid).map(|lease| (**lease).clone()).collect()
+pub fn cached_held_by(stores: &Stores, uid: &str) -> Vec<IPLease> {
+    stores.leases_held_by(uid).iter().map(|lease| (**lease).clone()).collect()
 }
 
 /// Every lease held by the Wukong with `uid`, read from the API server

@@ -24,7 +24,7 @@ use kube::{Resource, ResourceExt};
 
 use self::leases::{Created, LeaseError};
 use super::checks::Refusal;
-use super::context::Context;
+use super::context::{Context, Stores};
 use crate::addresses::names::{pool_lease_name, segment, segment_lease_name};
 use crate::addresses::{self, Pool};
 use crate::api::{IPLease, IPLeaseSpec, IPPool, IpMode, LeaseHolder, LeaseMode, Wukong};
@@ -147,7 +147,7 @@ fn seniority(holder: &LeaseHolder) -> (&str, &str, &str) {
 pub async fn addresses(context: &Context, wukong: &Wukong, valid: &ValidWukong) -> Result<Allocation, AddressesError> {
     let uid = wukong.uid().unwrap_or_default();
     let wants = wants(valid);
-    let mut cached = leases::cached_held_by(&context.stores.leases, &uid);
+    let mut cached = leases::cached_held_by(&context.stores, &uid);
     // A static lease this operator just created and the cache does not show yet counts as held: no second create.
     for (_, name) in wants.iter().filter_map(|want| want.fixed.as_ref()) {
         if !cached.iter().any(|lease| lease.name_any() == *name)
@@ -397,9 +397,8 @@ async fn lease_static(
 }
 
 /// The addresses the cache shows the Wukong with `uid` holding, by network.
-pub fn cached_addresses(store: &Store<IPLease>, uid: &str) -> BTreeMap<String, String> {
-    let held = store.state();
-    let mut held: Vec<_> = held.iter().filter(|lease| !uid.is_empty() && lease.spec.holder.uid == uid).collect();
+pub fn cached_addresses(stores: &Stores, uid: &str) -> BTreeMap<String, String> {
+    let mut held = stores.leases_held_by(uid);
     held.sort_by_key(|lease| (lease.spec.release_after_instance.is_some(), lease.creation_timestamp()));
     let mut shown = BTreeMap::new();
     for lease in held {
