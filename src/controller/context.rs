@@ -50,21 +50,24 @@ impl Stores {
     pub fn owned<K: ChildKind>(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
         let store = self.of::<K>();
         let Some(index) = self.children.get::<Index<K>>() else { return ownership::owned(&store, namespace, uid) };
-        let names = index.names(uid).into_iter().filter(|(indexed, _)| indexed == namespace);
-        let found = names.filter_map(|(namespace, name)| store.get(&ObjectRef::new(&name).within(&namespace)));
+        // A child is in its owner's namespace.
+        let found = index.names(uid).into_iter().filter_map(|name| store.get(&ObjectRef::new(&name).within(namespace)));
         found.filter(|object| ownership::is_controlled_by(object.as_ref(), uid)).collect()
     }
 
     /// Every cached lease the Wukong with `uid` holds.
     pub fn leases_held_by(&self, uid: &str) -> Vec<Arc<IPLease>> {
-        let found = self.lease_holders.names(uid).into_iter().filter_map(|(_, name)| self.leases.get(&ObjectRef::new(&name)));
+        let found = self.lease_holders.names(uid).into_iter().filter_map(|name| self.leases.get(&ObjectRef::new(&name)));
         found.filter(|lease| !uid.is_empty() && lease.spec.holder.uid == uid).collect()
     }
 }
 
-/// The key of a child in its kind's owner index: its controller's UID.
+/// The key of a child in its kind's owner index: its controller's UID, when that is a Wukong (the claims CDI makes
+/// for DataVolumes are not looked up by their controller, and are left out).
 pub fn owner_key<K: kube::Resource>(object: &K) -> Option<String> {
-    ownership::controller_uid(object).map(str::to_string)
+    let references = object.meta().owner_references.as_ref()?;
+    let controller = references.iter().find(|owner| owner.controller == Some(true) && owner.kind == "Wukong")?;
+    Some(controller.uid.clone())
 }
 
 /// The key of a lease in the holder index: its holder's UID.
@@ -108,4 +111,26 @@ pub fn elapsed(earlier: &str, now: &str) -> Option<std::time::Duration> {
     let earlier = chrono::DateTime::parse_from_rfc3339(earlier).ok()?;
     let now = chrono::DateTime::parse_from_rfc3339(now).ok()?;
     (now - earlier).to_std().ok().or(Some(std::time::Duration::ZERO))
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, reason = "test fixtures")]
+mod tests {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use serde_json::json;
+
+    use super::owner_key;
+
+    fn claim(controller_kind: &str) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({"metadata": {"name": "root", "namespace": "prod", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "not-the-controller"},
+            {"apiVersion": "v1", "kind": controller_kind, "name": "web", "uid": "u1", "controller": true}]}}))
+        .expect("claim")
+    }
+
+    #[test]
+    fn children_are_indexed_by_their_controlling_wukong_only() {
+        assert_eq!(owner_key(&claim("Wukong")), Some("u1".to_string()));
+        assert_eq!(owner_key(&claim("DataVolume")), None, "CDI's claims are not looked up by their DataVolume");
+    }
 }
