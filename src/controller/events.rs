@@ -27,10 +27,6 @@ use serde::Serialize;
 /// How long a published Event takes repeats into its series.
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 
-/// How often the remembered Events are pruned of those past their window (each publish pruning them made a
-/// burst of N publishes cost O(N²)).
-const PRUNE_EVERY: Duration = Duration::from_secs(30);
-
 /// One recently published Event.
 struct Published {
     /// Its name, for the series patch (its namespace is the regarded object's, part of the key).
@@ -41,32 +37,13 @@ struct Published {
     last: Instant,
 }
 
-/// Recently published Events by a hash of (type, action, reason, note, regarded object, related object).
-#[derive(Default)]
-struct Remembered {
-    events: HashMap<u64, Published>,
-    /// When those past their window were last dropped.
-    pruned: Option<Instant>,
-}
-
-impl Remembered {
-    /// The name and next count of the Event `key` when it is within its window at `now`.
-    fn repeat(&mut self, key: u64, now: Instant) -> Option<(String, i32)> {
-        if self.pruned.is_none_or(|pruned| now.saturating_duration_since(pruned) >= PRUNE_EVERY) {
-            self.events.retain(|_, entry| now.saturating_duration_since(entry.last) < SERIES_WINDOW);
-            self.pruned = Some(now);
-        }
-        let entry = self.events.get(&key).filter(|entry| now.saturating_duration_since(entry.last) < SERIES_WINDOW)?;
-        Some((entry.name.clone(), entry.count + 1))
-    }
-}
-
 /// Publishes Events as one reporting controller.
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     reporter: Reporter,
-    published: Arc<Mutex<Remembered>>,
+    /// Recently published Events by a hash of (type, action, reason, note, regarded object, related object).
+    published: Arc<Mutex<HashMap<u64, Published>>>,
 }
 
 /// The merge patch that extends an Event's series.
@@ -93,7 +70,7 @@ impl Recorder {
 
     /// How many published Events are remembered for their series.
     pub fn remembered(&self) -> usize {
-        self.published.lock().unwrap_or_else(PoisonError::into_inner).events.len()
+        self.published.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Publishes `event` about `regarding` (cluster-scoped objects' Events go to `default`).
@@ -105,7 +82,11 @@ impl Recorder {
         let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &namespace);
         let key = key(event, regarding);
         let now = Instant::now();
-        let repeat = self.published.lock().unwrap_or_else(PoisonError::into_inner).repeat(key, now);
+        let repeat = {
+            let mut published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
+            published.retain(|_, entry| now.duration_since(entry.last) < SERIES_WINDOW);
+            published.get(&key).map(|entry| (entry.name.clone(), entry.count + 1))
+        };
         if let Some((name, count)) = repeat {
             let patch = SeriesPatch { series: EventSeries { count, last_observed_time: MicroTime(Timestamp::now()) } };
             match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -125,7 +106,7 @@ impl Recorder {
     }
 
     fn remember(&self, key: u64, entry: Published) {
-        self.published.lock().unwrap_or_else(PoisonError::into_inner).events.insert(key, entry);
+        self.published.lock().unwrap_or_else(PoisonError::into_inner).insert(key, entry);
     }
 
     fn event(&self, event: &Event, regarding: &ObjectReference, namespace: &str) -> KubeEvent {
@@ -158,7 +139,7 @@ mod tests {
     use k8s_openapi::api::core::v1::ObjectReference;
     use k8s_openapi::api::events::v1::Event as KubeEvent;
 
-    use super::{Event, EventType, PRUNE_EVERY, Published, Recorder, Remembered, Reporter, SERIES_WINDOW};
+    use super::{Event, EventType, Recorder, Reporter};
 
     fn event(reason: &str, note: &str) -> Event {
         Event {
@@ -219,20 +200,5 @@ mod tests {
         let events = fake.list_typed::<KubeEvent>();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].series, None, "a fresh Event, not a series of a gone one");
-    }
-
-    #[test]
-    fn a_remembered_event_repeats_within_its_window_and_is_pruned_after() {
-        let start = std::time::Instant::now();
-        let mut remembered = Remembered::default();
-        remembered.events.insert(1, Published { name: "web.1".to_string(), count: 2, last: start });
-        remembered.events.insert(2, Published { name: "db.1".to_string(), count: 1, last: start + SERIES_WINDOW });
-        assert_eq!(remembered.repeat(1, start), Some(("web.1".to_string(), 3)));
-        let expired = start + SERIES_WINDOW;
-        remembered.pruned = Some(expired - PRUNE_EVERY / 2);
-        assert_eq!(remembered.repeat(1, expired), None, "past its window, even before a prune drops it");
-        assert_eq!(remembered.events.len(), 2, "pruned at most every {PRUNE_EVERY:?}");
-        assert_eq!(remembered.repeat(3, expired + PRUNE_EVERY), None);
-        assert_eq!(remembered.events.keys().collect::<Vec<_>>(), [&2], "the next prune drops what is past its window");
     }
 }
