@@ -1,6 +1,6 @@
 //! One value per child kind, found by the kind's type.
 //!
-//! In: values whose type names their kind (`Store<K>`, `Vec<Arc<K>>`). Out:
+//! In: values whose type names their kind (`KindCache<K>`, `Vec<Arc<K>>`). Out:
 //! typed access to them. The caches and the observed children of every
 //! registered kind live in these maps, so adding a kind adds no field anywhere.
 

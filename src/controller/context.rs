@@ -29,7 +29,7 @@ pub struct Stores {
     pub instances: Store<CachedInstance>,
     /// Every StorageClass (for the volume binding mode).
     pub storage_classes: Store<StorageClass>,
-    /// One `Store<K>` per registered child kind.
+    /// One [`KindCache`] per registered child kind.
     pub children: ByKind,
     /// Every IPPool.
     pub pools: Store<IPPool>,
@@ -42,16 +42,15 @@ pub struct Stores {
 impl Stores {
     /// The cache of child kind `K` (an empty one if the kind was never registered).
     pub fn of<K: ChildKind>(&self) -> Store<K> {
-        self.children.get::<Store<K>>().cloned().unwrap_or_else(|| reflector::store().0)
+        self.children.get::<KindCache<K>>().map(|cache| cache.store.clone()).unwrap_or_else(|| reflector::store().0)
     }
 
-    /// Every cached object of child kind `K` in `namespace` controlled by the Wukong with `uid`, found through the
-    /// kind's owner index (registered beside its cache), or by a scan of the cache when it has none.
+    /// Every cached object of child kind `K` in `namespace` controlled by the Wukong with `uid` (none if the kind
+    /// was never registered), found through the kind's owner index.
     pub fn owned<K: ChildKind>(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
-        let store = self.of::<K>();
-        let Some(index) = self.children.get::<Index<K>>() else { return ownership::owned(&store, namespace, uid) };
+        let Some(cache) = self.children.get::<KindCache<K>>() else { return Vec::new() };
         // A child is in its owner's namespace.
-        let found = index.names(uid).into_iter().filter_map(|name| store.get(&ObjectRef::new(&name).within(namespace)));
+        let found = cache.owners.names(uid).into_iter().filter_map(|name| cache.store.get(&ObjectRef::new(&name).within(namespace)));
         found.filter(|object| ownership::is_controlled_by(object.as_ref(), uid)).collect()
     }
 
@@ -62,12 +61,13 @@ impl Stores {
     }
 }
 
-/// The key of a child in its kind's owner index: its controller's UID, when that is a Wukong (the claims CDI makes
-/// for DataVolumes are not looked up by their controller, and are left out).
-pub fn owner_key<K: kube::Resource>(object: &K) -> Option<String> {
-    let references = object.meta().owner_references.as_ref()?;
-    let controller = references.iter().find(|owner| owner.controller == Some(true) && owner.kind == "Wukong")?;
-    Some(controller.uid.clone())
+/// One child kind's cache and its index by controlling Wukong ([`ownership::owner_key`]), registered together so
+/// that neither goes without the other.
+pub struct KindCache<K: ChildKind> {
+    /// The kind's watch cache.
+    pub store: Store<K>,
+    /// Its objects by the UID of the Wukong controlling them, kept in step by the same watch.
+    pub owners: Index<K>,
 }
 
 /// The key of a lease in the holder index: its holder's UID.
@@ -111,26 +111,4 @@ pub fn elapsed(earlier: &str, now: &str) -> Option<std::time::Duration> {
     let earlier = chrono::DateTime::parse_from_rfc3339(earlier).ok()?;
     let now = chrono::DateTime::parse_from_rfc3339(now).ok()?;
     (now - earlier).to_std().ok().or(Some(std::time::Duration::ZERO))
-}
-
-#[cfg(test)]
-#[allow(clippy::expect_used, reason = "test fixtures")]
-mod tests {
-    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-    use serde_json::json;
-
-    use super::owner_key;
-
-    fn claim(controller_kind: &str) -> PersistentVolumeClaim {
-        serde_json::from_value(json!({"metadata": {"name": "root", "namespace": "prod", "ownerReferences": [
-            {"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "not-the-controller"},
-            {"apiVersion": "v1", "kind": controller_kind, "name": "web", "uid": "u1", "controller": true}]}}))
-        .expect("claim")
-    }
-
-    #[test]
-    fn children_are_indexed_by_their_controlling_wukong_only() {
-        assert_eq!(owner_key(&claim("Wukong")), Some("u1".to_string()));
-        assert_eq!(owner_key(&claim("DataVolume")), None, "CDI's claims are not looked up by their DataVolume");
-    }
 }

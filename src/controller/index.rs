@@ -73,8 +73,7 @@ impl<K: Resource> Index<K> {
         let mut indexed = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         match event {
             Event::Apply(object) => {
-                let name = object.meta().name.clone().unwrap_or_default();
-                indexed.remove(object_hash(object), &name);
+                indexed.remove(object_hash(object), object.meta().name.as_deref().unwrap_or_default());
                 if let Some(entry) = self.entry(object) {
                     indexed.insert(entry);
                 }
@@ -127,7 +126,7 @@ mod tests {
     use serde_json::json;
 
     use super::Index;
-    use crate::controller::ownership::controller_uid;
+    use crate::controller::ownership::owner_key;
 
     fn owned(name: &str, owner: Option<&str>) -> ConfigMap {
         let references = owner.map(|uid| json!([{"apiVersion": "v1", "kind": "Wukong", "name": "w", "uid": uid, "controller": true}]));
@@ -135,7 +134,7 @@ mod tests {
     }
 
     fn index() -> Index<ConfigMap> {
-        Index::new(|object| controller_uid(object).map(str::to_string))
+        Index::new(owner_key)
     }
 
     fn names(index: &Index<ConfigMap>, key: &str) -> Vec<String> {

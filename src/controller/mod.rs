@@ -49,7 +49,7 @@ use tracing::{Instrument, info, warn};
 use wukong_models::datavolume::DataVolume;
 
 use self::by_kind::ByKind;
-use self::context::{Context, Stores, owner_key, system_clock};
+use self::context::{Context, KindCache, Stores, system_clock};
 use self::events::{Recorder, Reporter};
 use self::health::Health;
 use self::index::Index;
@@ -256,10 +256,9 @@ impl EachKind for ChildWatches<'_> {
         if let Some(selector) = K::cache_selector() {
             config = config.labels(&selector);
         }
-        let index = Index::new(owner_key::<K>);
+        let index = Index::new(ownership::owner_key::<K>);
         let (store, stream) = reflect_indexed::<K>(&self.client, (), config, K::trim, self.health, Some(index.clone()));
-        self.stores.insert(store);
-        self.stores.insert(index);
+        self.stores.insert(KindCache { store, owners: index });
         let (wukongs, all, recent) = (self.wukongs.clone(), self.all.clone(), self.recent.clone());
         self.controller = self.controller.take().map(|controller| {
             controller.watches_stream(stream, move |object: K| {
@@ -275,17 +274,13 @@ impl EachKind for ChildWatches<'_> {
 /// object nobody controls, every Wukong that references it (an existing claim).
 fn owners<K: ChildKind>(object: &K, wukongs: &Store<GuardedWukong>, stores: Option<&ByKind>) -> Vec<ObjectRef<GuardedWukong>> {
     let namespace = object.namespace().unwrap_or_default();
-    let controller = object.meta().owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
-    if let Some(owner) = controller {
+    if let Some(owner) = ownership::controller_reference(object) {
         let wukong = match owner.kind.as_str() {
             "Wukong" => Some(owner.name.clone()),
             "DataVolume" => stores
-                .and_then(|stores| stores.get::<Store<DataVolume>>())
-                .and_then(|data_volumes| ownership::cached(data_volumes, &namespace, &owner.name))
-                .and_then(|volume| {
-                    let owners = volume.metadata.owner_references.iter().flatten();
-                    owners.filter(|owner| owner.controller == Some(true) && owner.kind == "Wukong").map(|owner| owner.name.clone()).next()
-                }),
+                .and_then(|stores| stores.get::<KindCache<DataVolume>>())
+                .and_then(|data_volumes| ownership::cached(&data_volumes.store, &namespace, &owner.name))
+                .and_then(|volume| ownership::controlling_wukong(volume.as_ref()).map(|owner| owner.name.clone())),
             _ => None,
         };
         return wukong.map(|wukong| ObjectRef::new(&wukong).within(&namespace)).into_iter().collect();
@@ -315,7 +310,7 @@ fn reconcile_span(object: &GuardedWukong) -> tracing::Span {
 /// that [`error_policy`] backs off with.
 async fn reconcile_tracked(object: Arc<GuardedWukong>, context: Arc<Context>, sync: &WatchHealth) -> Result<Action, reconcile::Error> {
     sync.wait_synced().await;
-    let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+    let key = failure_key(object.namespace().as_deref(), &object.name_any());
     let result = reconcile::reconcile(object, context.clone()).await;
     if result.is_ok()
         && let Ok(mut failures) = context.failures.lock()
@@ -325,17 +320,22 @@ async fn reconcile_tracked(object: Arc<GuardedWukong>, context: Arc<Context>, sy
     result
 }
 
+/// The key of a Wukong's failure count: `namespace/name`.
+fn failure_key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
+
 /// Forgets the failure count of a Wukong that is gone.
 fn forget_failures(failures: &std::sync::Mutex<std::collections::HashMap<String, u32>>, namespace: Option<&str>, name: &str) {
     if let Ok(mut failures) = failures.lock() {
-        failures.remove(&format!("{}/{name}", namespace.unwrap_or_default()));
+        failures.remove(&failure_key(namespace, name));
     }
 }
 
 /// Retries a failed reconcile with exponential backoff per Wukong: 1 s, 2 s,
 /// 4 s, ... up to 5 minutes.
 fn error_policy(object: Arc<GuardedWukong>, error: &reconcile::Error, context: Arc<Context>) -> Action {
-    let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+    let key = failure_key(object.namespace().as_deref(), &object.name_any());
     let attempts = match context.failures.lock() {
         Ok(mut failures) => {
             let count = failures.entry(key.clone()).or_insert(0);

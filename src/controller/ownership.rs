@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -19,18 +20,25 @@ pub fn is_controlled_by<K: Resource>(object: &K, uid: &str) -> bool {
     controller_uid(object).is_some_and(|owner| owner == uid)
 }
 
-/// UID of the object's controller owner, if any.
-pub fn controller_uid<K: Resource>(object: &K) -> Option<&str> {
-    object.meta().owner_references.as_ref()?.iter().find(|owner| owner.controller == Some(true)).map(|owner| owner.uid.as_str())
+/// The object's controller owner reference, if any (the API server allows one).
+pub fn controller_reference<K: Resource>(object: &K) -> Option<&OwnerReference> {
+    object.meta().owner_references.as_ref()?.iter().find(|owner| owner.controller == Some(true))
 }
 
-/// Every cached object in `namespace` controlled by the Wukong with `uid`.
-pub fn owned<K>(store: &Store<K>, namespace: &str, uid: &str) -> Vec<Arc<K>>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store.state_filter(|object| object.meta().namespace.as_deref() == Some(namespace) && is_controlled_by(object, uid))
+/// UID of the object's controller owner, if any.
+pub fn controller_uid<K: Resource>(object: &K) -> Option<&str> {
+    controller_reference(object).map(|owner| owner.uid.as_str())
+}
+
+/// The object's controller owner reference when its controller is a Wukong.
+pub fn controlling_wukong<K: Resource>(object: &K) -> Option<&OwnerReference> {
+    controller_reference(object).filter(|owner| owner.kind == "Wukong")
+}
+
+/// The key of a child in its kind's owner index: the UID of the Wukong controlling it (the claims CDI makes for
+/// DataVolumes are not looked up by their controller, and are left out).
+pub fn owner_key<K: Resource>(object: &K) -> Option<String> {
+    controlling_wukong(object).map(|owner| owner.uid.clone())
 }
 
 /// The cached object `namespace/name`.
@@ -39,4 +47,26 @@ where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     store.get(&ObjectRef::new(name).within(namespace))
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, reason = "test fixtures")]
+mod tests {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use serde_json::json;
+
+    use super::owner_key;
+
+    fn claim(controller_kind: &str) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({"metadata": {"name": "root", "namespace": "prod", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "not-the-controller"},
+            {"apiVersion": "v1", "kind": controller_kind, "name": "web", "uid": "u1", "controller": true}]}}))
+        .expect("claim")
+    }
+
+    #[test]
+    fn children_are_indexed_by_their_controlling_wukong_only() {
+        assert_eq!(owner_key(&claim("Wukong")), Some("u1".to_string()));
+        assert_eq!(owner_key(&claim("DataVolume")), None, "CDI's claims are not looked up by their DataVolume");
+    }
 }

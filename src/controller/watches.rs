@@ -73,12 +73,10 @@ where
     let listed = reporter.clone();
     let stream = reflector::reflector(writer, reconnecting(watch, reporter))
         .inspect(move |event| {
+            // After the reflector: the store has applied the event (and, at InitDone, the complete list).
             if let (Some(index), Ok(event)) = (&index, event) {
                 index.apply(event);
             }
-        })
-        .inspect(move |event| {
-            // After the reflector, so the store has applied the complete list.
             if matches!(event, Ok(watcher::Event::InitDone)) {
                 listed.listed();
             }

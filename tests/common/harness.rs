@@ -21,10 +21,11 @@ use wukong::api::{GuardedWukong, IPLease, IPPool};
 use wukong::children::meta::{MANAGED_BY_LABEL, MANAGER};
 use wukong::children::{ChildKind, EachKind, for_each_kind};
 use wukong::controller::by_kind::ByKind;
-use wukong::controller::context::{Context, Stores, holder_key, owner_key};
+use wukong::controller::context::{Context, KindCache, Stores, holder_key};
 use wukong::controller::events::{Recorder, Reporter};
 use wukong::controller::index::Index;
 use wukong::controller::instances::CachedInstance;
+use wukong::controller::ownership::owner_key;
 use wukong::controller::reconcile::{Error, reconcile};
 use wukong::controller::watches::trim_metadata;
 use wukong::controller::wukong_resource;
@@ -94,9 +95,8 @@ struct ChildCaches {
 impl EachKind for ChildCaches {
     fn kind<K: ChildKind>(&mut self) {
         let (store, mut writer): (Store<K>, Writer<K>) = reflector::store();
-        let index = Index::new(owner_key::<K>);
-        self.stores.insert(store);
-        self.stores.insert(index.clone());
+        let owners = Index::new(owner_key::<K>);
+        self.stores.insert(KindCache { store, owners: owners.clone() });
         self.refills.push(Box::new(move |api: &FakeApi| {
             let objects: Vec<K> = typed(api, &K::api_version(&()), &K::plural(&()));
             // The caches hold what the controller's watch selects, trimmed as the watch trims it.
@@ -109,7 +109,7 @@ impl EachKind for ChildCaches {
                     object
                 })
                 .collect();
-            refill_indexed(&mut writer, Some(&index), selected);
+            refill_indexed(&mut writer, Some(&owners), selected);
         }));
     }
 }
