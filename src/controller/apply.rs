@@ -21,7 +21,7 @@ use kube::{Client, ResourceExt};
 use super::context::Context;
 use super::diff::holds;
 use super::observe::Observed;
-use super::ownership::{DELETION_POLICY_ANNOTATION, RETAINED_FROM_ANNOTATION, cached};
+use super::ownership::{DELETION_POLICY_ANNOTATION, RETAINED_FROM_ANNOTATION};
 use crate::children::meta::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL};
 use crate::children::plan::{Plan, Volume};
 use crate::children::{BuildInputs, ChildKind, EachKind, for_each_kind};
@@ -159,7 +159,7 @@ impl<'a> EachKind for ApplyKinds<'a> {
                 let mut changes = Changes::default();
                 let mut objects = Vec::with_capacity(desired.len());
                 for mut object in desired {
-                    let current = cached(&store, &object.namespace().unwrap_or_default(), &object.name_any());
+                    let current = store.get(&object.namespace().unwrap_or_default(), &object.name_any());
                     if let Some(current) = &current {
                         K::prepare(&mut object, current);
                     }

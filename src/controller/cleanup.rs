@@ -83,7 +83,7 @@ pub async fn cleanup(context: &Context, wukong: &GuardedWukong) -> Result<(Clean
     }
 
     let vm = vm_name(&name);
-    let named_vm = cached(&stores.of::<VirtualMachine>(), &namespace, &vm);
+    let named_vm = stores.of::<VirtualMachine>().get(&namespace, &vm);
     if let Some(found) = named_vm.as_ref().filter(|found| is_controlled_by(found.as_ref(), &uid)) {
         if found.metadata.deletion_timestamp.is_none() {
             let api: Api<VirtualMachine> = Api::namespaced(context.client.clone(), &namespace);

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::by_kind::ByKind;
+use super::compact::CompactStore;
 use super::events::Recorder;
 use super::index::Index;
 use super::instances::CachedInstance;
@@ -41,8 +42,8 @@ pub struct Stores {
 
 impl Stores {
     /// The cache of child kind `K` (an empty one if the kind was never registered).
-    pub fn of<K: ChildKind>(&self) -> Store<K> {
-        self.children.get::<KindCache<K>>().map(|cache| cache.store.clone()).unwrap_or_else(|| reflector::store().0)
+    pub fn of<K: ChildKind>(&self) -> CompactStore<K> {
+        self.children.get::<KindCache<K>>().map(|cache| cache.objects.clone()).unwrap_or_default()
     }
 
     /// Every cached object of child kind `K` in `namespace` controlled by the Wukong with `uid` (none if the kind
@@ -50,7 +51,7 @@ impl Stores {
     pub fn owned<K: ChildKind>(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
         let Some(cache) = self.children.get::<KindCache<K>>() else { return Vec::new() };
         // A child is in its owner's namespace.
-        let found = cache.owners.names(uid).into_iter().filter_map(|name| cache.store.get(&ObjectRef::new(&name).within(namespace)));
+        let found = cache.owners.names(uid).into_iter().filter_map(|name| cache.objects.get(namespace, &name));
         found.filter(|object| ownership::is_controlled_by(object.as_ref(), uid)).collect()
     }
 
@@ -62,12 +63,37 @@ impl Stores {
 }
 
 /// One child kind's cache and its index by controlling Wukong ([`ownership::owner_key`]), registered together so
-/// that neither goes without the other.
-pub struct KindCache<K: ChildKind> {
-    /// The kind's watch cache.
-    pub store: Store<K>,
+/// that neither goes without the other. Clones share both.
+pub struct KindCache<K> {
+    /// The kind's watch cache, its objects kept as JSON (a fleet's children are most of the operator's memory).
+    pub objects: CompactStore<K>,
     /// Its objects by the UID of the Wukong controlling them, kept in step by the same watch.
     pub owners: Index<K>,
+}
+
+impl<K> Clone for KindCache<K> {
+    fn clone(&self) -> Self {
+        KindCache { objects: self.objects.clone(), owners: self.owners.clone() }
+    }
+}
+
+impl<K: ChildKind> KindCache<K> {
+    /// An empty cache, indexed by controlling Wukong.
+    pub fn new() -> KindCache<K> {
+        KindCache { objects: CompactStore::new(), owners: Index::new(ownership::owner_key::<K>) }
+    }
+
+    /// Applies one watch event to the objects and the index.
+    pub fn apply(&self, event: &kube::runtime::watcher::Event<K>) {
+        self.objects.apply(event);
+        self.owners.apply(event);
+    }
+}
+
+impl<K: ChildKind> Default for KindCache<K> {
+    fn default() -> Self {
+        KindCache::new()
+    }
 }
 
 /// The key of a lease in the holder index: its holder's UID.

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod by_kind;
 pub mod checks;
 pub mod cleanup;
+pub mod compact;
 pub mod context;
 pub mod diff;
 pub mod events;
@@ -52,13 +53,12 @@ use self::by_kind::ByKind;
 use self::context::{Context, KindCache, Stores, system_clock};
 use self::events::{Recorder, Reporter};
 use self::health::Health;
-use self::index::Index;
 use self::instances::{CachedInstance, instance_owner};
 use self::recent::Recent;
 use self::reconnect::ReconnectBackoff;
 use self::status::pacing::Pacing;
 use self::watch_health::WatchHealth;
-use self::watches::{reflect, reflect_indexed};
+use self::watches::{reflect, reflect_compact};
 use crate::api::{GuardedWukong, IPLease, IPPool};
 use crate::children::meta::MANAGER;
 use crate::children::{ChildKind, EachKind, for_each_kind};
@@ -256,9 +256,9 @@ impl EachKind for ChildWatches<'_> {
         if let Some(selector) = K::cache_selector() {
             config = config.labels(&selector);
         }
-        let index = Index::new(ownership::owner_key::<K>);
-        let (store, stream) = reflect_indexed::<K>(&self.client, (), config, K::trim, self.health, Some(index.clone()));
-        self.stores.insert(KindCache { store, owners: index });
+        let cache = KindCache::<K>::new();
+        let stream = reflect_compact(&self.client, config, K::trim, self.health, cache.clone());
+        self.stores.insert(cache);
         let (wukongs, all, recent) = (self.wukongs.clone(), self.all.clone(), self.recent.clone());
         self.controller = self.controller.take().map(|controller| {
             controller.watches_stream(stream, move |object: K| {
@@ -279,7 +279,7 @@ fn owners<K: ChildKind>(object: &K, wukongs: &Store<GuardedWukong>, stores: Opti
             "Wukong" => Some(owner.name.clone()),
             "DataVolume" => stores
                 .and_then(|stores| stores.get::<KindCache<DataVolume>>())
-                .and_then(|data_volumes| ownership::cached(&data_volumes.store, &namespace, &owner.name))
+                .and_then(|data_volumes| data_volumes.objects.get(&namespace, &owner.name))
                 .and_then(|volume| ownership::controlling_wukong(volume.as_ref()).map(|owner| owner.name.clone())),
             _ => None,
         };

@@ -130,8 +130,8 @@ pub fn observe(stores: &Stores, wukong: &Wukong, plan: &Plan) -> Observed {
     let claims = stores.of::<PersistentVolumeClaim>();
     let data_volumes = stores.of::<DataVolume>();
     for name in plan.disks.iter().map(|disk| &disk.volume).filter(|volume| volume.is_owned()).map(Volume::name) {
-        let data_volume = cached(&data_volumes, &plan.namespace, name).filter(|volume| is_controlled_by(volume.as_ref(), &uid));
-        let claim = cached(&claims, &plan.namespace, name);
+        let data_volume = data_volumes.get(&plan.namespace, name).filter(|volume| is_controlled_by(volume.as_ref(), &uid));
+        let claim = claims.get(&plan.namespace, name);
         // A DataVolume's claim is CDI's (controlled by the DataVolume); any other must be this Wukong's.
         let claim = claim.filter(|claim| data_volume.is_some() || is_controlled_by(claim.as_ref(), &uid));
         observed.volume_data_volumes.extend(data_volume);
@@ -139,7 +139,7 @@ pub fn observe(stores: &Stores, wukong: &Wukong, plan: &Plan) -> Observed {
     }
     for (index, (disk, planned)) in wukong.spec.disks.iter().zip(&plan.disks).enumerate() {
         if let Some(reference) = &planned.existing {
-            let claim = cached(&claims, &reference.namespace, &reference.name);
+            let claim = claims.get(&reference.namespace, &reference.name);
             let read_write_users =
                 if reference.namespace == plan.namespace { read_write_users(stores, wukong, plan, &reference.name) } else { Vec::new() };
             let class = claim.as_ref().and_then(|claim| claim.spec.as_ref()).and_then(|spec| spec.storage_class_name.clone());
@@ -174,7 +174,7 @@ impl EachKind for Children<'_> {
         let store = self.stores.of::<K>();
         let mut found = Vec::new();
         for name in self.plan.names::<K>() {
-            match cached(&store, &self.plan.namespace, name) {
+            match store.get(&self.plan.namespace, name) {
                 Some(object) if is_controlled_by(object.as_ref(), self.uid) => found.push(object),
                 Some(_) => self.observed.foreign.push((K::kind(&()).into_owned(), name.to_string())),
                 None => {}
@@ -189,9 +189,8 @@ impl EachKind for Children<'_> {
 /// it without `readOnly`.
 fn read_write_users(stores: &Stores, wukong: &Wukong, plan: &Plan, claim: &str) -> Vec<String> {
     let namespace = plan.namespace.as_str();
-    let virtual_machines = stores.of::<VirtualMachine>().state_filter(|vm| {
-        vm.metadata.namespace.as_deref() == Some(namespace) && vm.metadata.name.as_deref() != Some(plan.virtual_machine.as_str())
-    });
+    let mut virtual_machines = stores.of::<VirtualMachine>().in_namespace(namespace);
+    virtual_machines.retain(|vm| vm.metadata.name.as_deref() != Some(plan.virtual_machine.as_str()));
     let mut users: Vec<String> = virtual_machines
         .iter()
         .filter(|vm| vm_uses_claim_read_write(vm, claim))

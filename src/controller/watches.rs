@@ -6,7 +6,8 @@
 //! stream of the objects its events touch, for `Controller::for_stream_with`, `owns_stream_with` or
 //! `watches_stream_with`. The stream never yields an error (see [`super::reconnect`]); the watch's health (cache
 //! filled, failing since when and why) goes to the [`WatchHealth`] under the kind's name. [`reflect_indexed`] also
-//! keeps an [`Index`] of the cache in step.
+//! keeps an [`Index`] of the cache in step; [`reflect_compact`] fills a child kind's [`KindCache`] instead (its
+//! objects as JSON, and their index).
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -20,10 +21,12 @@ use serde::de::DeserializeOwned;
 use tracing::info;
 
 use super::checks::CLONE_GRANT_ANNOTATION;
+use super::context::KindCache;
 use super::index::Index;
 use super::observe::DEFAULT_CLASS_ANNOTATION;
 use super::reconnect::reconnecting;
 use super::watch_health::{WatchHealth, WatchReporter};
+use crate::children::ChildKind;
 use crate::children::meta::DELETION_POLICY_ANNOTATION;
 use crate::children::network::{NETWORKS_ANNOTATION, RESOURCE_NAME_ANNOTATION};
 
@@ -57,21 +60,10 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Clone + Eq + Hash + Send + Sync + 'static,
 {
-    let reporter = health.register(&K::kind(&kind));
-    let api: Api<K> = Api::all_with(observed(client, reporter.clone()), &kind);
-    let config = config.any_semantic();
+    let (events, listed) = watch_events(client, kind.clone(), config, trim, health);
     let writer = Writer::new(kind);
     let reader = writer.as_reader();
-    let watch = move || {
-        watcher(api.clone(), config.clone())
-            .modify(move |object| {
-                trim_metadata(object);
-                trim(object);
-            })
-            .boxed()
-    };
-    let listed = reporter.clone();
-    let stream = reflector::reflector(writer, reconnecting(watch, reporter))
+    let stream = reflector::reflector(writer, events)
         .inspect(move |event| {
             // After the reflector: the store has applied the event (and, at InitDone, the complete list).
             if let (Some(index), Ok(event)) = (&index, event) {
@@ -83,6 +75,57 @@ where
         })
         .touched_objects();
     (reader, stream)
+}
+
+/// Watches every object of one kind as [`reflect`] does, into `cache`: its objects kept as JSON
+/// ([`CompactStore`]) and its index, each event applied to both.
+pub fn reflect_compact<K>(
+    client: &Client,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    health: &WatchHealth,
+    cache: KindCache<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: ChildKind,
+{
+    let (events, listed) = watch_events(client, (), config, trim, health);
+    events
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                cache.apply(event);
+            }
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                listed.listed();
+            }
+        })
+        .touched_objects()
+}
+
+/// The trimmed watch events of one kind, which reconnect after a failure, and the reporter of the watch's health.
+fn watch_events<K>(
+    client: &Client,
+    kind: K::DynamicType,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    health: &WatchHealth,
+) -> (impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static, WatchReporter)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    let reporter = health.register(&K::kind(&kind));
+    let api: Api<K> = Api::all_with(observed(client, reporter.clone()), &kind);
+    let config = config.any_semantic();
+    let watch = move || {
+        watcher(api.clone(), config.clone())
+            .modify(move |object| {
+                trim_metadata(object);
+                trim(object);
+            })
+            .boxed()
+    };
+    (reconnecting(watch, reporter.clone()), reporter)
 }
 
 /// One watch's objects for two consumers (the Wukong controller and the pool

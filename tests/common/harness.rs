@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Resource;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -25,7 +25,6 @@ use wukong::controller::context::{Context, KindCache, Stores, holder_key};
 use wukong::controller::events::{Recorder, Reporter};
 use wukong::controller::index::Index;
 use wukong::controller::instances::CachedInstance;
-use wukong::controller::ownership::owner_key;
 use wukong::controller::reconcile::{Error, reconcile};
 use wukong::controller::watches::trim_metadata;
 use wukong::controller::wukong_resource;
@@ -71,15 +70,19 @@ where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    let events = std::iter::once(watcher::Event::Init)
-        .chain(objects.into_iter().map(watcher::Event::InitApply))
-        .chain(std::iter::once(watcher::Event::InitDone));
-    for event in events {
+    for event in relist(objects) {
         writer.apply_watcher_event(&event);
         if let Some(index) = index {
             index.apply(&event);
         }
     }
+}
+
+/// The events of a relist that finds `objects`.
+fn relist<K>(objects: Vec<K>) -> impl Iterator<Item = watcher::Event<K>> {
+    std::iter::once(watcher::Event::Init)
+        .chain(objects.into_iter().map(watcher::Event::InitApply))
+        .chain(std::iter::once(watcher::Event::InitDone))
 }
 
 fn typed<K: DeserializeOwned>(api: &FakeApi, api_version: &str, plural: &str) -> Vec<K> {
@@ -94,22 +97,19 @@ struct ChildCaches {
 
 impl EachKind for ChildCaches {
     fn kind<K: ChildKind>(&mut self) {
-        let (store, mut writer): (Store<K>, Writer<K>) = reflector::store();
-        let owners = Index::new(owner_key::<K>);
-        self.stores.insert(KindCache { store, owners: owners.clone() });
+        let cache = KindCache::<K>::new();
+        self.stores.insert(cache.clone());
         self.refills.push(Box::new(move |api: &FakeApi| {
             let objects: Vec<K> = typed(api, &K::api_version(&()), &K::plural(&()));
             // The caches hold what the controller's watch selects, trimmed as the watch trims it.
-            let selected = objects
-                .into_iter()
-                .filter(|object| selected::<K>(object))
-                .map(|mut object| {
-                    trim_metadata(&mut object);
-                    object.trim();
-                    object
-                })
-                .collect();
-            refill_indexed(&mut writer, Some(&owners), selected);
+            let selected = objects.into_iter().filter(|object| selected::<K>(object)).map(|mut object| {
+                trim_metadata(&mut object);
+                object.trim();
+                object
+            });
+            for event in relist(selected.collect()) {
+                cache.apply(&event);
+            }
         }));
     }
 }
