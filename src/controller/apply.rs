@@ -99,7 +99,7 @@ pub async fn apply(
     scan_for_orphans: bool,
 ) -> Result<Applied, ApplyError> {
     let mut applied = Applied { observed: before.clone(), ..Applied::default() };
-    let mut steps = ApplyKinds { context, wukong, plan, inputs, steps: Vec::new() };
+    let mut steps = ApplyKinds { context, wukong, plan, inputs, before, steps: Vec::new() };
     for_each_kind(&mut steps);
     let mut waves: BTreeMap<u8, Vec<KindStep<'_>>> = BTreeMap::new();
     for (wave, step) in steps.steps {
@@ -144,6 +144,9 @@ struct ApplyKinds<'a> {
     wukong: &'a ValidWukong,
     plan: &'a Plan,
     inputs: &'a BuildInputs,
+    /// What the observe step found: a planned child's current object is its own (any other with the name was
+    /// refused before apply, as a name conflict), read from the caches once per pass.
+    before: &'a Observed,
     /// Each kind's step with its wave.
     steps: Vec<(u8, KindStep<'a>)>,
 }
@@ -151,15 +154,14 @@ struct ApplyKinds<'a> {
 impl<'a> EachKind for ApplyKinds<'a> {
     fn kind<K: ChildKind>(&mut self) {
         let desired = K::build(self.wukong, self.plan, self.inputs);
-        let context = self.context;
+        let (context, before) = (self.context, self.before);
         self.steps.push((
             K::WAVE,
             Box::pin(async move {
-                let store = context.stores.of::<K>();
                 let mut changes = Changes::default();
                 let mut objects = Vec::with_capacity(desired.len());
                 for mut object in desired {
-                    let current = store.get(&object.namespace().unwrap_or_default(), &object.name_any());
+                    let current = before.named::<K>(&object.name_any()).cloned();
                     if let Some(current) = &current {
                         K::prepare(&mut object, current);
                     }

@@ -130,8 +130,11 @@ pub fn observe(stores: &Stores, wukong: &Wukong, plan: &Plan) -> Observed {
     let claims = stores.of::<PersistentVolumeClaim>();
     let data_volumes = stores.of::<DataVolume>();
     for name in plan.disks.iter().map(|disk| &disk.volume).filter(|volume| volume.is_owned()).map(Volume::name) {
-        let data_volume = data_volumes.get(&plan.namespace, name).filter(|volume| is_controlled_by(volume.as_ref(), &uid));
-        let claim = claims.get(&plan.namespace, name);
+        // A planned child was just read: only a volume the plan now gives another kind is read again.
+        let data_volume = observed.named::<DataVolume>(name).cloned();
+        let data_volume =
+            data_volume.or_else(|| data_volumes.get(&plan.namespace, name).filter(|volume| is_controlled_by(volume.as_ref(), &uid)));
+        let claim = observed.named::<PersistentVolumeClaim>(name).cloned().or_else(|| claims.get(&plan.namespace, name));
         // A DataVolume's claim is CDI's (controlled by the DataVolume); any other must be this Wukong's.
         let claim = claim.filter(|claim| data_volume.is_some() || is_controlled_by(claim.as_ref(), &uid));
         observed.volume_data_volumes.extend(data_volume);
