@@ -51,13 +51,14 @@ impl Stores {
     pub fn owned<K: ChildKind>(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
         let Some(cache) = self.children.get::<KindCache<K>>() else { return Vec::new() };
         // A child is in its owner's namespace.
-        let found = cache.owners.names(uid).into_iter().filter_map(|name| cache.objects.get(namespace, &name));
+        let named = cache.owners.objects(uid).into_iter().filter(|(found_in, _)| found_in == namespace);
+        let found = named.filter_map(|(_, name)| cache.objects.get(namespace, &name));
         found.filter(|object| ownership::is_controlled_by(object.as_ref(), uid)).collect()
     }
 
     /// Every cached lease the Wukong with `uid` holds.
     pub fn leases_held_by(&self, uid: &str) -> Vec<Arc<IPLease>> {
-        let found = self.lease_holders.names(uid).into_iter().filter_map(|name| self.leases.get(&ObjectRef::new(&name)));
+        let found = self.lease_holders.objects(uid).into_iter().filter_map(|(_, name)| self.leases.get(&ObjectRef::new(&name)));
         found.filter(|lease| !uid.is_empty() && lease.spec.holder.uid == uid).collect()
     }
 }
