@@ -20,6 +20,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
+use super::index::{qualified, qualified_name};
+
 /// The objects of one kind, as JSON, by `namespace/name` (`/name` for a cluster-scoped object).
 type Objects = HashMap<Box<str>, Box<[u8]>>;
 
@@ -60,20 +62,20 @@ impl<K: Resource + Serialize + DeserializeOwned> CompactStore<K> {
         match event {
             Event::Apply(object) => match encode(object) {
                 Some(text) => {
-                    cached.objects.insert(key_of(object), text);
+                    cached.objects.insert(qualified(object).into_boxed_str(), text);
                 }
                 None => {
-                    cached.objects.remove(&*key_of(object));
+                    cached.objects.remove(qualified(object).as_str());
                 }
             },
             Event::Delete(object) => {
-                cached.objects.remove(&*key_of(object));
+                cached.objects.remove(qualified(object).as_str());
             }
             Event::Init => cached.relisted = Some(Objects::new()),
             Event::InitApply(object) => {
                 let text = encode(object);
                 if let (Some(relisted), Some(text)) = (cached.relisted.as_mut(), text) {
-                    relisted.insert(key_of(object), text);
+                    relisted.insert(qualified(object).into_boxed_str(), text);
                 }
             }
             Event::InitDone => {
@@ -87,20 +89,14 @@ impl<K: Resource + Serialize + DeserializeOwned> CompactStore<K> {
     /// The cached object `namespace/name` (`namespace` is empty for a cluster-scoped kind).
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
         let cached = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        cached.objects.get(&*key(namespace, name)).and_then(|text| decode(text))
+        cached.objects.get(qualified_name(namespace, name).as_str()).and_then(|text| decode(text))
     }
 
     /// Every cached object in `namespace`.
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
-        let prefix = key(namespace, "");
+        let prefix = qualified_name(namespace, "");
         let cached = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        cached.objects.iter().filter(|(key, _)| key.starts_with(&*prefix)).filter_map(|(_, text)| decode(text)).collect()
-    }
-
-    /// Every cached object.
-    pub fn state(&self) -> Vec<Arc<K>> {
-        let cached = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        cached.objects.values().filter_map(|text| decode(text)).collect()
+        cached.objects.iter().filter(|(key, _)| key.starts_with(&prefix)).filter_map(|(_, text)| decode(text)).collect()
     }
 
     /// How many objects are cached.
@@ -112,16 +108,6 @@ impl<K: Resource + Serialize + DeserializeOwned> CompactStore<K> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// The key of `namespace/name`.
-fn key(namespace: &str, name: &str) -> Box<str> {
-    format!("{namespace}/{name}").into_boxed_str()
-}
-
-fn key_of<K: Resource>(object: &K) -> Box<str> {
-    let metadata = object.meta();
-    key(metadata.namespace.as_deref().unwrap_or_default(), metadata.name.as_deref().unwrap_or_default())
 }
 
 /// The object's JSON; `None` (the object is not cached, and a pass sees it missing) if it does not serialize,
@@ -191,7 +177,7 @@ mod tests {
         let mut names: Vec<String> = store.in_namespace("prod").iter().filter_map(|object| object.metadata.name.clone()).collect();
         names.sort();
         assert_eq!(names, ["a", "b"], "a namespace whose name extends another's is not part of it");
-        assert_eq!(store.state().len(), 4);
+        assert_eq!(store.len(), 4);
     }
 
     #[test]

@@ -112,10 +112,15 @@ impl<K: Resource> Index<K> {
     }
 }
 
-/// `namespace/name` (`/name` for a cluster-scoped object): names and namespaces hold no `/`.
-fn qualified<K: Resource>(object: &K) -> String {
+/// `namespace/name` (`/name` for a cluster-scoped object): names and namespaces hold no `/`. The caches' key too.
+pub(super) fn qualified_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// [`qualified_name`] of an object.
+pub(super) fn qualified<K: Resource>(object: &K) -> String {
     let metadata = object.meta();
-    format!("{}/{}", metadata.namespace.as_deref().unwrap_or_default(), metadata.name.as_deref().unwrap_or_default())
+    qualified_name(metadata.namespace.as_deref().unwrap_or_default(), metadata.name.as_deref().unwrap_or_default())
 }
 
 fn hash<T: Hash + ?Sized>(value: &T) -> u64 {
